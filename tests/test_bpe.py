@@ -1,0 +1,375 @@
+"""The byte-pair-encoding tokenizer of chapter 8: trainers, encoder, files, GPT-2 compatibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+# tiktoken reads GPT-2's files from this cache before it tries to download them.
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
+
+from minigpt.bpe import (  # noqa: E402  (the cache folder must be set before tiktoken loads)
+    GPT2_PATTERN,
+    BPETokenizer,
+    TokenizerFileError,
+    apply_merges,
+    apply_merges_heap,
+    load_gpt2,
+    split_text,
+)
+from minigpt.bpe_train import train_bpe, train_fast, train_naive  # noqa: E402
+
+needs_gpt2 = pytest.mark.skipif(
+    not Path(os.environ["TIKTOKEN_CACHE_DIR"]).is_dir(),
+    reason=f"no tiktoken cache at {os.environ['TIKTOKEN_CACHE_DIR']} (GPT-2's files; offline)",
+)
+
+HARD_TEXT = (
+    "I'm sure it's 3.14159, isn't it? THEY'LL say 'twas 1,000,000  \n\n\t  x   y\r\n"
+    "Café vs Cafe\u0301 — 日本語のテキスト 👍🏽 👨\u200d👩\u200d👧 "
+    "\x00\x1f\x7f <|endoftext|> end   \n"
+    "we've you'd she'll   'S 'T  's\u00a0\u2003spaces\u3000 १२३ ٣٤ ½ x²  \n\n\n   "
+)
+
+
+def shakespeare() -> str:
+    path = Path(os.environ.get("MINIGPT_DATA", SHARED / "tinyshakespeare.txt"))
+    if not path.is_file():
+        pytest.skip(f"Tiny Shakespeare not found at {path} (set MINIGPT_DATA)")
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def small_tok() -> BPETokenizer:
+    text = shakespeare()[:50_000]
+    return train_bpe(text, 400, special_tokens=["<|endoftext|>", "<|pad|>"])
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+# Text that is hard for tokenizers: emoji (with modifiers and joiners), combining marks, CJK,
+# right-to-left scripts, control characters and long whitespace runs, mixed with ASCII.
+TRICKY = st.sampled_from(
+    ["👍🏽", "👨\u200d👩\u200d👧", "e\u0301", "\u0301", "日本語", "한국어", "مرحبا", "\x00", "\x1b",
+     "\x7f", "\r\n", "\t", " " * 17, "\n" * 5, "\u2028", "\ufeff", "'s", "'LL", "123456", "<|"]
+)
+TEXTS = st.lists(st.one_of(st.text(max_size=12), TRICKY), max_size=12).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TEXTS)
+def test_round_trip_trained(small_tok: BPETokenizer, text: str) -> None:
+    assert small_tok.decode(small_tok.encode_ordinary(text)) == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=TEXTS, pattern=st.sampled_from(["gpt2", "gpt4", "none"]))
+def test_round_trip_every_pattern(text: str, pattern: str) -> None:
+    tok = train_bpe("to be or not to be, that is the question 日本語 👍🏽", 300, pattern)
+    assert tok.decode(tok.encode_ordinary(text)) == text
+
+
+@needs_gpt2
+@settings(max_examples=100, deadline=None)
+@given(text=TEXTS)
+def test_round_trip_gpt2(text: str) -> None:
+    tok = load_gpt2()
+    assert tok.decode(tok.encode(text, disallowed_special=())) == text
+
+
+def test_decode_never_crashes_on_broken_utf8(small_tok: BPETokenizer) -> None:
+    ids = small_tok.encode_ordinary("日本")
+    assert small_tok.decode(ids[:1]) == "\ufffd"  # half a character: replaced, not an error
+    assert small_tok.decode([0xE6, 0x97]) == "\ufffd"
+    assert small_tok.decode_bytes(ids) == "日本".encode()
+
+
+def test_decode_unknown_id_is_a_clear_error(small_tok: BPETokenizer) -> None:
+    with pytest.raises(ValueError, match="token id 99999 is not in the vocabulary"):
+        small_tok.decode([1, 99999])
+
+
+# --- trainers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4", "none"])
+def test_fast_equals_naive_on_shakespeare(pattern: str) -> None:
+    text = shakespeare()[:15_000]
+    assert train_fast(text, 420, pattern) == train_naive(text, 420, pattern)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "aaaaaaa",  # overlapping pairs
+        "aaaa aaaa aaa",
+        "abababab zzyyzzyy",  # a merge that kills the count of a pair it just created
+        "ab cd ef gh",  # every pair occurs once: the result is decided by ties alone
+        "xyxyxyzyzyzy",
+        "",
+        "a",
+    ],
+)
+def test_fast_equals_naive_on_ties_and_overlaps(text: str) -> None:
+    for pattern in ("gpt2", "none"):
+        assert train_fast(text, 300, pattern) == train_naive(text, 300, pattern)
+
+
+@settings(max_examples=120, deadline=None)
+@given(text=st.text(alphabet="ab c\n'1é", max_size=60), pattern=st.sampled_from(["gpt2", "none"]))
+def test_fast_equals_naive_random(text: str, pattern: str) -> None:
+    assert train_fast(text, 290, pattern) == train_naive(text, 290, pattern)
+
+
+def test_ties_pick_the_smallest_pair() -> None:
+    # (a, b), (b, c), (c, d) all occur once: the documented rule takes the smallest pair, (a, b)
+    assert train_fast("abcd", 257, "none") == [(97, 98, 256)]
+    assert train_fast("dcba", 257, "none") == [(98, 97, 256)]
+    # counts win over ids: (c, d) occurs twice
+    assert train_fast("abcdcd", 257, "none") == [(99, 100, 256)]
+
+
+def test_training_stops_when_nothing_is_left_to_merge() -> None:
+    assert train_fast("aaaa", 1000, "none") == [(97, 97, 256), (256, 256, 257)]
+    with pytest.raises(ValueError, match="at least 256"):
+        train_bpe("abc", 100)
+
+
+def test_special_tokens_come_after_the_merges() -> None:
+    tok = train_bpe("hello hello", 260, special_tokens=["<|endoftext|>"])
+    assert tok.special_tokens == {"<|endoftext|>": 256 + len(tok.merges)}
+    assert tok.vocab_size == 257 + len(tok.merges)
+
+
+# --- encoder ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXTS)
+def test_heap_merge_equals_simple_merge(small_tok: BPETokenizer, text: str) -> None:
+    ids = [small_tok.byte_ids[b] for b in text.encode("utf-8", "surrogatepass")]
+    assert apply_merges_heap(ids, small_tok.ranks) == apply_merges(ids, small_tok.ranks)
+
+
+def test_long_pieces_and_cache_give_the_same_ids() -> None:
+    text = shakespeare()[:30_000]
+    tok = train_bpe(text, 500, "none")
+    ids = tok.encode_ordinary(text[:5000])  # one long piece: the heap path
+    assert ids == apply_merges(list(text[:5000].encode("utf-8")), tok.ranks)
+    assert tok.encode_ordinary(text[:5000]) == ids  # again (long pieces are not cached)
+
+
+def test_encoding_the_training_text_uses_the_learned_tokens() -> None:
+    text = shakespeare()[:20_000]
+    tok = train_bpe(text, 300)
+    ids = tok.encode_ordinary(text)
+    assert tok.decode(ids) == text
+    assert len(ids) < 0.75 * len(text.encode("utf-8"))  # 44 merges already save a quarter
+
+
+def test_gpt2_pattern_splits_like_tiktoken() -> None:
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    for text in (HARD_TEXT, shakespeare()[:100_000]):
+        assert regex.findall(GPT2_PATTERN, text) == regex.findall(r50k_pat_str, text)
+
+
+def test_unknown_pattern_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown split pattern 'gpt3'"):
+        split_text("abc", "gpt3")
+
+
+# --- special tokens ---------------------------------------------------------------------------
+
+
+def test_disallowed_special_raises_with_a_clear_message(small_tok: BPETokenizer) -> None:
+    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>' at character 4"):
+        small_tok.encode("abc <|endoftext|>")
+    with pytest.raises(ValueError, match="allowed_special"):
+        small_tok.encode("<|pad|>", allowed_special={"<|endoftext|>"})
+
+
+def test_allowed_and_ordinary_special_text(small_tok: BPETokenizer) -> None:
+    eot, pad = small_tok.special_tokens["<|endoftext|>"], small_tok.special_tokens["<|pad|>"]
+    text = "a<|endoftext|>b<|pad|>"
+    both = small_tok.encode(text, allowed_special="all")
+    assert both.count(eot) == 1 and both.count(pad) == 1
+    assert small_tok.decode(both) == text
+    only_eot = small_tok.encode(text, allowed_special={"<|endoftext|>"}, disallowed_special=())
+    assert eot in only_eot and pad not in only_eot
+    ordinary = small_tok.encode(text, disallowed_special=())
+    assert ordinary == small_tok.encode_ordinary(text) and eot not in ordinary
+    with pytest.raises(ValueError, match="not special tokens"):
+        small_tok.encode("x", allowed_special={"<|nope|>"})
+
+
+@needs_gpt2
+def test_special_handling_matches_tiktoken() -> None:
+    import tiktoken
+
+    ref, ours = tiktoken.get_encoding("gpt2"), load_gpt2()
+    text = "end.<|endoftext|>Start"
+    for kwargs in ({"allowed_special": "all"}, {"disallowed_special": ()}):
+        assert ours.encode(text, **kwargs) == ref.encode(text, **kwargs)
+    for encoder in (ours, ref):
+        with pytest.raises(ValueError):
+            encoder.encode(text)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def test_save_load_and_dict_round_trip(small_tok: BPETokenizer, tmp_path: Path) -> None:
+    path = tmp_path / "tok.bpe"
+    small_tok.save(path)
+    again = BPETokenizer.load(path)
+    from_dict = BPETokenizer.from_dict(json.loads(json.dumps(small_tok.to_dict())))
+    text = HARD_TEXT + shakespeare()[:2000]
+    for other in (again, from_dict):
+        assert other.merges == small_tok.merges
+        assert other.special_tokens == small_tok.special_tokens
+        assert other.encode(text, allowed_special="all") == small_tok.encode(
+            text, allowed_special="all"
+        )
+    assert small_tok.to_dict()["kind"] == "bpe"
+
+
+def good_lines(tok: BPETokenizer, tmp_path: Path) -> list[str]:
+    tok.save(tmp_path / "good.bpe")
+    return (tmp_path / "good.bpe").read_text(encoding="utf-8").splitlines()
+
+
+BROKEN = [
+    # (line index to replace, new text or None to delete, expected line number, message)
+    (0, "minigpt-bpe 2", 1, "expected 'minigpt-bpe 1'"),
+    (1, "pattern gpt3", 2, "unknown split pattern 'gpt3'"),
+    (2, "token 0 byte 0x1ff", 3, "out of range"),
+    (300, "token 298 merge 297 999", 301, "uses token 999, not defined yet"),
+    (300, "token 298 merge 297 x7", 301, "'x7' is not a number"),
+    (300, "token 256 merge 10 11", 301, "token id 256 is defined twice"),
+    (300, "token 298 merge 299 10", 301, "not defined yet"),
+    (300, "tokn 298 merge 1 2", 301, "cannot read 'tokn 298 merge 1 2'"),
+    (300, "token 298 merge 1", 301, "cannot read"),
+    (-1, "special 401 <|pad|>", 404, "must be a JSON string"),
+    (-1, 'special 399 "<|pad|>"', 404, "token id 399 is defined twice"),
+    (2, None, 403, "(end of file) every byte needs a token, and byte 0x00 has none"),
+    (1, None, 403, "(end of file) the file has no 'pattern' line"),
+    (2, "pattern gpt2", 3, "a second 'pattern' line"),
+]
+
+
+@pytest.mark.parametrize(("index", "new", "line", "message"), BROKEN)
+def test_malformed_file_names_the_line(
+    small_tok: BPETokenizer, tmp_path: Path, index: int, new: str | None, line: int, message: str
+) -> None:
+    lines = good_lines(small_tok, tmp_path)
+    assert len(lines) == 404  # header, pattern, 256 bytes, 144 merges, 2 specials
+    if new is None:
+        del lines[index]
+    else:
+        lines[index] = new
+    path = tmp_path / "broken.bpe"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(TokenizerFileError) as caught:
+        BPETokenizer.load(path)
+    assert str(caught.value).startswith(f"{path}:{line}: ")
+    assert message in str(caught.value)
+
+
+def test_comments_and_blank_lines_are_ignored(small_tok: BPETokenizer, tmp_path: Path) -> None:
+    lines = good_lines(small_tok, tmp_path)
+    lines[2:2] = ["", "# a comment", "   "]
+    path = tmp_path / "commented.bpe"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    assert BPETokenizer.load(path).merges == small_tok.merges
+
+
+def test_from_dict_checks_its_input(small_tok: BPETokenizer) -> None:
+    data = small_tok.to_dict()
+    with pytest.raises(ValueError, match="not a BPE tokenizer"):
+        BPETokenizer.from_dict({**data, "kind": "char"})
+    with pytest.raises(ValueError, match="the pair 32 116 is merged twice"):
+        BPETokenizer.from_dict({**data, "merges": [*data["merges"], [32, 116, 999]]})
+    with pytest.raises(ValueError, match="token id 300 is defined twice"):
+        BPETokenizer.from_dict({**data, "merges": [*data["merges"], [1, 2, 300]]})
+
+
+def test_show_brackets_and_colours(small_tok: BPETokenizer) -> None:
+    assert small_tok.show("the\n<|endoftext|>").endswith("[\\n][<|endoftext|>]")
+    plain = small_tok.show("the king")
+    assert plain.startswith("[") and plain.replace("][", "")[1:-1] == "the king"
+    coloured = small_tok.show("the king", color=True)
+    assert "\x1b[0m" in coloured and "[" not in coloured.replace("\x1b[", "")
+
+
+# --- GPT-2 ------------------------------------------------------------------------------------
+
+
+@needs_gpt2
+def test_gpt2_matches_tiktoken_on_shakespeare_and_hard_text() -> None:
+    import tiktoken
+
+    ref, ours = tiktoken.get_encoding("gpt2"), load_gpt2()
+    text = shakespeare()
+    assert ours.encode(text) == ref.encode(text)
+    assert ours.encode(HARD_TEXT, allowed_special="all") == ref.encode(
+        HARD_TEXT, allowed_special="all"
+    )
+    assert ours.vocab_size == ref.n_vocab
+
+
+@needs_gpt2
+@settings(max_examples=150, deadline=None)
+@given(text=TEXTS)
+def test_gpt2_matches_tiktoken_on_random_text(text: str) -> None:
+    import tiktoken
+
+    ref = tiktoken.get_encoding("gpt2")
+    assert load_gpt2().encode_ordinary(text) == ref.encode_ordinary(text)
+
+
+@needs_gpt2
+def test_recovered_merges_are_openais_merge_list() -> None:
+    folder = SHARED / "gpt2_bpe"
+    if not (folder / "vocab.bpe").is_file():
+        pytest.skip(f"no copy of GPT-2's vocab.bpe in {folder}")
+    encoder = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
+    published = [
+        (encoder[a], encoder[b], encoder[a + b])
+        for a, b in (
+            line.split()
+            for line in (folder / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
+            if line
+        )
+    ]
+    assert load_gpt2().merges == published
+
+
+def test_from_ranks_with_a_permuted_byte_order() -> None:
+    # Bytes numbered in a shuffled order, as GPT-2 does, must work like the identity order.
+    trained = train_bpe(shakespeare()[:20_000], 300)
+    order = list(range(256))
+    random.Random(0).shuffle(order)
+    ranks = {bytes([b]): order[b] for b in range(256)}
+    ranks.update({trained.vocab[new]: new for _, _, new in trained.merges})
+    permuted = BPETokenizer.from_ranks(ranks, "gpt2")
+    text = shakespeare()[20_000:25_000]
+    mapped = [order[i] if i < 256 else i for i in trained.encode_ordinary(text)]
+    assert permuted.encode_ordinary(text) == mapped
+    assert permuted.decode(permuted.encode_ordinary(text)) == text
+
+
+def test_from_ranks_refuses_a_token_that_is_no_merge() -> None:
+    ranks = {bytes([b]): b for b in range(256)}
+    ranks[b"abc"] = 256  # no "ab" or "bc" token below it
+    with pytest.raises(ValueError, match="is no merge of two tokens"):
+        BPETokenizer.from_ranks(ranks)

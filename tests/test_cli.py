@@ -1,0 +1,117 @@
+"""Chapter 7: the command line end to end, on a model small enough to train in seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minigpt.checkpoint import load_checkpoint
+from minigpt.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"no local corpus at {DATA}")
+TINY = ["n_layer=1", "n_head=1", "n_embd=16", "block_size=16", "batch_size=4", "max_iters=20",
+        "eval_interval=10", "eval_iters=2", "sample_tokens=20", "max_time=none"]
+FILES = ["ckpt.pt", "config.json", "loss.png", "metrics.jsonl", "samples.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not DATA.exists():
+        pytest.skip(f"no local corpus at {DATA}")
+    out = tmp_path_factory.mktemp("cli") / "run"
+    status = main(["train", "--stage", "char", "--preset", "cpu", "--out", str(out),
+                   "--data", str(DATA), *TINY])
+    assert status == 0
+    return out
+
+
+def test_train_writes_the_five_files(run_dir: Path) -> None:
+    assert sorted(p.name for p in run_dir.iterdir()) == FILES
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["n_layer"] == 1 and config["train"]["data"] == str(DATA)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 10, 20, 20] and rows[-1]["final"]
+    for key in ("step", "tokens", "elapsed_s", "train_loss", "val_loss", "lr"):
+        assert key in rows[0]
+    assert rows[1]["tokens"] == 10 * 4 * 16
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [0, 10, 20] and len(samples[-1]["text"]) == 21
+
+
+def test_sample_and_eval(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sample", "--run", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "30",
+            "--seed", "5", "--top-k", "10", "--top-p", "0.9", "--temperature", "0.7"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("ROMEO:") and len(first) == len("ROMEO:") + 30 + 1
+    assert main(argv) == 0
+    assert capsys.readouterr().out == first  # same seed, same text
+    assert main(["eval", "--run", str(run_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["train", "val"]
+    assert all("bits/char" in line for line in lines)
+
+
+def test_errors_are_one_line_and_status_2(run_dir: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sample", "--run", str(run_dir), "--prompt", "Zoë"]) == 2
+    err = capsys.readouterr().err
+    assert "ë" in err and "Traceback" not in err and err.count("\n") == 1
+    assert main(["train", "--out", str(run_dir.parent / "x"), "n_layers=2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'n_layers'" in err and "n_layer, n_head" in err
+    assert main(["train", "--out", str(run_dir.parent / "x"), "dropout=lots"]) == 2
+    assert "dropout" in capsys.readouterr().err and not (run_dir.parent / "x").exists()
+    assert main(["eval", "--run", str(run_dir.parent / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    (run_dir.parent / "bad.pt").write_bytes(b"not a checkpoint")
+    assert main(["sample", "--run", str(run_dir.parent / "bad.pt")]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+
+
+@needs_data
+def test_resume_continues_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    short = [a for a in TINY if not a.startswith("max_iters")]
+    assert main(["train", "--out", str(out), "--data", str(DATA), *short, "max_iters=10"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "max_iters=20"]) == 0
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 20
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 10, 10, 20, 20]  # evaluations 0 and 10, final at 10; 20, final at 20
+
+
+@needs_data
+def test_max_time_flag_stops_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--data", str(DATA), "--max-time", "1", *TINY[:-1],
+            "max_iters=1000000"]
+    assert main(argv) == 0
+    assert 0 < load_checkpoint(out / "ckpt.pt")["step"] < 1_000_000
+
+
+@needs_data
+def test_bench_train_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "train", "--preset", "cpu", "--steps", "3", "--data", str(DATA), *TINY]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for word in ("tokens/s", "MiB", "loss:"):
+        assert word in out
+
+
+def test_python_dash_m_minigpt(run_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "minigpt", "sample", "--run", str(run_dir),
+                           "--max-new-tokens", "10", "--seed", "1"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout) == 1 + 10 + 1  # the newline prompt, 10 characters, print's newline
+    done = subprocess.run([sys.executable, "-m", "minigpt", "--help"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and "train" in done.stdout and "bench" in done.stdout

@@ -1,0 +1,166 @@
+"""Chapter 5: accumulation, schedule, loss, resume exactness, time budget, whole-split loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from minigpt.checkpoint import load_checkpoint
+from minigpt.data import CharTokenizer
+from minigpt.model import GPT, GPTConfig
+from minigpt.train import (
+    TrainConfig,
+    TrainData,
+    accumulate_gradients,
+    learning_rate,
+    param_groups,
+    run_progress,
+    split_nll,
+    train,
+)
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 30
+TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8, eval_interval=10,
+            eval_iters=2, sample_tokens=16, warmup_iters=5, lr=3e-3, min_lr=3e-4, max_time=None)
+
+
+def make_data(text: str = TEXT) -> TrainData:
+    tok = CharTokenizer.from_text(text)
+    cut = int(0.9 * len(text))
+    return TrainData(tok, torch.tensor(tok.encode(text[:cut])),
+                     torch.tensor(tok.encode(text[cut:])), text[:cut], text[cut:])
+
+
+def tiny_model(vocab_size: int = 30) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16,
+                         dropout=0.0))
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_k_micro_batches_give_the_gradient_of_one_k_times_larger_batch() -> None:
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 30, (12, 16), generator=g), torch.randint(0, 30, (12, 16), generator=g)
+
+    def grads(batches: list) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        loss = accumulate_gradients(model, batches)
+        assert loss.dim() == 0 and not loss.requires_grad
+        return [p.grad.clone() for p in model.parameters()]
+
+    big = grads([(x, y)])
+    micro = grads([(x[i:i + 3], y[i:i + 3]) for i in range(0, 12, 3)])
+    for a, b in zip(big, micro, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_param_groups_decay_matrices_only() -> None:
+    model = tiny_model()
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"])
+    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["params"]
+    ids = [id(p) for group in (decay, no_decay) for p in group["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+
+
+def test_schedule_warms_up_then_cosine_decays_to_min_lr() -> None:
+    cfg = TrainConfig(max_iters=1000, warmup_iters=100, lr=1e-3, min_lr=1e-4)
+    lrs = [learning_rate(cfg, s, run_progress(cfg, s, 0.0)) for s in range(1001)]
+    assert lrs[0] < 0.02 * cfg.lr
+    assert all(a < b for a, b in zip(lrs[:99], lrs[1:100], strict=True))  # warm-up rises
+    # The warm-up scales the cosine, which has started to fall: the peak is a little below lr.
+    assert max(lrs) == pytest.approx(cfg.lr, rel=0.03) and lrs.index(max(lrs)) == 99
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:], strict=False))  # then only falls
+    assert lrs[500] == pytest.approx((cfg.lr + cfg.min_lr) / 2, rel=1e-6)  # cosine midpoint
+    assert lrs[-1] == pytest.approx(cfg.min_lr)
+    # With a time budget, the clock can end the schedule before the steps do.
+    timed = TrainConfig(max_iters=1000, max_time=10.0, warmup_iters=10, lr=1e-3, min_lr=1e-4)
+    assert learning_rate(timed, 50, run_progress(timed, 50, 10.0)) == pytest.approx(1e-4)
+    assert run_progress(timed, 50, 5.0) == 0.5
+
+
+def test_split_nll_predicts_every_token_once_in_block_windows() -> None:
+    model = tiny_model()
+    model.eval()
+    ids = torch.randint(0, 30, (50,), generator=torch.Generator().manual_seed(1))
+    nll, count = split_nll(model, ids, block_size=16, batch_size=2)
+    assert count == 49
+    expected = 0.0
+    for start in range(0, 49, 16):  # windows 0-15, 16-31, 32-47 and the tail 48
+        x, y = ids[start:min(start + 16, 49)], ids[start + 1:min(start + 17, 50)]
+        logits, _ = model(x[None], y[None])
+        expected += F.cross_entropy(logits[0], y, reduction="sum").item()
+    assert nll == pytest.approx(expected, rel=1e-5)
+
+
+def test_loss_drops_on_a_tiny_run(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "max_iters": 60, "eval_interval": 30})
+    result = train(cfg, make_data(), tmp_path)
+    losses = [r["val_loss"] for r in records(tmp_path / "metrics.jsonl") if not r.get("final")]
+    assert [r["step"] for r in records(tmp_path / "metrics.jsonl")] == [0, 30, 60, 60]
+    assert losses[-1] < losses[0] - 0.5
+    assert result.reason == "max_iters" and result.val_loss < losses[0]
+    for name in ("config.json", "metrics.jsonl", "samples.jsonl", "loss.png", "ckpt.pt"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "max_iters": 20, "dropout": 0.1})  # dropout uses the RNG too
+    data = make_data()
+    straight: list[float] = []
+    train(cfg, data, tmp_path / "a", on_step=lambda s, loss: straight.append(loss.item()))
+
+    resumed: list[float] = []
+
+    def ctrl_c_at_step_7(step: int, loss: torch.Tensor) -> None:  # 7: between evaluations
+        resumed.append(loss.item())
+        if step == 7:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, caught by the trainer
+
+    first = train(cfg, data, tmp_path / "b", on_step=ctrl_c_at_step_7)
+    assert first.reason == "interrupted" and first.step == 7
+    assert load_checkpoint(tmp_path / "b" / "ckpt.pt")["step"] == 7
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    second = train(cfg, data, tmp_path / "b", resume=True,
+                   on_step=lambda s, loss: resumed.append(loss.item()))
+    assert second.reason == "max_iters" and second.step == 20
+    assert resumed == straight  # every step's loss, bit for bit
+
+    def comparable(run: str) -> list[dict]:
+        rows = records(tmp_path / run / "metrics.jsonl")
+        return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
+
+    assert comparable("b") == comparable("a")
+    assert records(tmp_path / "b" / "samples.jsonl") == records(tmp_path / "a" / "samples.jsonl")
+    a = load_checkpoint(tmp_path / "a" / "ckpt.pt")
+    b = load_checkpoint(tmp_path / "b" / "ckpt.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_max_time_stops_evaluates_and_saves(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "max_iters": 10**9, "max_time": 1.0, "eval_interval": 10**6})
+    result = train(cfg, make_data(), tmp_path)
+    assert result.reason == "max_time" and 0 < result.step < 10**9
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == result.step
+    rows = records(tmp_path / "metrics.jsonl")
+    assert rows[-1]["final"] and rows[-1]["step"] == result.step
+    assert rows[-2]["step"] == result.step and rows[-2]["lr"] == pytest.approx(cfg.min_lr)
+    assert (tmp_path / "loss.png").exists()
+
+
+def test_invalid_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="n_head"):
+        TrainConfig(n_embd=30, n_head=4).validate()
+    with pytest.raises(ValueError, match="dropout"):
+        TrainConfig(dropout=1.5).validate()
