@@ -83,8 +83,10 @@ class RunsCode:
 
 def test_pickle_with_code_is_refused_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    for path, dump in ((tmp_path / "evil.pt", torch.save),
-                       (tmp_path / "evil.pkl", lambda o, p: p.write_bytes(pickle.dumps(o, protocol=2)))):
+    def plain_pickle(obj: object, path: Path) -> None:
+        path.write_bytes(pickle.dumps(obj, protocol=2))
+
+    for path, dump in ((tmp_path / "evil.pt", torch.save), (tmp_path / "evil.pkl", plain_pickle)):
         dump({"format": "minigpt-checkpoint", "payload": RunsCode(marker)}, path)
         with pytest.raises(CheckpointError, match=path.name):
             load_checkpoint(path)

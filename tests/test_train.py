@@ -25,7 +25,8 @@ from minigpt.train import (
     train,
 )
 
-TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 30
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+        "All:\nSpeak, speak.\n\n") * 30
 TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8, eval_interval=10,
             eval_iters=2, sample_tokens=16, warmup_iters=5, lr=3e-3, min_lr=3e-4, max_time=None)
 
