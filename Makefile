@@ -19,6 +19,8 @@ export NO_MKDOCS_2_WARNING := 1
 export PYTHONUNBUFFERED := 1
 
 RUN ?= runs/char-cpu
+# MathJax is copied into the built site so that math renders with no network.
+MATHJAX := .cache/mathjax/tex-mml-chtml.js
 
 .PHONY: setup demo test check lint pytest book serve tangle clean
 
@@ -35,20 +37,23 @@ demo: setup
 	$(BIN)/python -m minigpt train --stage char --preset cpu --out $(RUN)
 	$(BIN)/python -m minigpt sample --run $(RUN) --prompt "ROMEO:" --max-new-tokens 300 --seed 1
 
+$(MATHJAX): | setup
+	$(BIN)/python scripts/fetch_mathjax.py
+
 tangle: setup
 	$(BIN)/python tangle.py
 
 # Every check CI runs, cheapest first.
-test: setup
+test: setup $(MATHJAX)
 	$(BIN)/python tangle.py --check
 	$(BIN)/ruff check .
 	$(BIN)/mkdocs build --strict --site-dir site
 	MINIGPT_SITE_DIR=$(abspath site) $(BIN)/python -m pytest
 
-book: setup
+book: setup $(MATHJAX)
 	$(BIN)/mkdocs build --strict --site-dir site
 
-serve: setup
+serve: setup $(MATHJAX)
 	$(BIN)/mkdocs serve
 
 clean:

@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 PACKAGE = "minigpt"
 SOURCEMAP = f"{PACKAGE}/.sourcemap.json"
@@ -556,9 +557,10 @@ def book_line(generated: Generated, lineno: int) -> tuple[str, int, str]:
     """(chapter, line, chunk) of a generated line; the header and markers map to a fence."""
     origins = generated.origins
     origin = origins[min(max(lineno, 1), len(origins)) - 1]
-    if origin.block is None:
+    if origin.block is None:  # the header: the root's fence
         origin = next(o for o in origins if o.block is not None)
-        return origin.block.path, origin.block.fence_line, origin.chunk  # type: ignore[union-attr]
+        origin = Origin(origin.block, -1, "", origin.chunk)
+    assert origin.block is not None
     if origin.index < 0:
         return origin.block.path, origin.block.fence_line, origin.chunk
     return origin.block.path, origin.block.body_line + origin.index, origin.chunk
@@ -571,20 +573,23 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def sourcemap_entry(generated: Generated) -> dict[str, object]:
+def sourcemap_entry(generated: Generated) -> dict[str, Any]:
     """The file's hash as written, and runs of lines: [first, count, chapter, line, chunk]."""
-    spans: list[list[object]] = []
+    spans: list[list[Any]] = []
     for number, origin in enumerate(generated.origins, 1):
         if origin.block is None or origin.index < 0:
-            continue
+            continue  # the header and the markers are not in any chapter
         line = origin.block.body_line + origin.index
-        last = spans[-1] if spans else None
-        if (last and last[0] + last[1] == number and last[2] == origin.block.path  # type: ignore[operator]
-                and last[3] + last[1] == line and last[4] == origin.chunk):  # type: ignore[operator]
-            last[1] += 1  # type: ignore[operator]
+        if spans and extends(spans[-1], number, origin.block.path, line, origin.chunk):
+            spans[-1][1] += 1
         else:
             spans.append([number, 1, origin.block.path, line, origin.chunk])
     return {"sha256": sha256(generated.text), "spans": spans}
+
+
+def extends(span: list[Any], number: int, path: str, line: int, chunk: str) -> bool:
+    first, count, span_path, span_line, span_chunk = span
+    return (first + count, span_line + count, span_path, span_chunk) == (number, line, path, chunk)
 
 
 def sourcemap_text(generated: dict[str, Generated]) -> str:
@@ -592,7 +597,7 @@ def sourcemap_text(generated: dict[str, Generated]) -> str:
     return json.dumps({"format": 1, "files": files}, indent=1, sort_keys=True) + "\n"
 
 
-def build_sourcemap(root: Path) -> dict[str, object]:
+def build_sourcemap(root: Path) -> dict[str, Any]:
     """The source map of the current book, computed in memory (minigpt._literate uses it)."""
     return json.loads(sourcemap_text(tangle_book(load_book(root))))
 

@@ -101,15 +101,13 @@ class Book:
     def on_page(self, page: Page) -> list[Chunk]:
         return [chunk for chunk in self.chunks if chunk.page.file is page.file]
 
-    def files_of(self, key: str, seen: frozenset[str] = frozenset()) -> list[str]:
+    def files_of(self, key: str) -> list[str]:
         """The files a chunk ends up in: its own, or those of the chunks that use it."""
-        if key not in self._files or seen:
+        if key not in self._files:
+            self._files[key] = []  # ends a cycle of references (tangle.py reports those)
             found = {c.block.file for c in self.parts.get(key, []) if c.block.file}
             for use in self.uses.get(key, []):
-                if use.user.key not in seen | {key}:
-                    found.update(self.files_of(use.user.key, seen | {key}))
-            if seen:
-                return sorted(found)
+                found.update(self.files_of(use.user.key))
             self._files[key] = sorted(found)
         return self._files[key]
 
@@ -228,36 +226,58 @@ def chapter_link(chunk: Chunk, here: Page) -> str:
     return f"[{escape_md(chunk.page.title or page)}]({target})"
 
 
-def html_link(text: str, chunk: Chunk, here: Page) -> str:
+def html_link(text: str, chunk: Chunk, here: Page, code: bool = False) -> str:
     """A raw <a> for the index: mkdocs cannot check links to code blocks (see tests)."""
-    return f'<a href="{href(chunk, here)}">{html.escape(text)}</a>'
+    text = html.escape(text).replace("_", "&#95;").replace("*", "&#42;")  # no emphasis
+    if code:
+        text = f"<code>{text}</code>"
+    return f'<a href="{href(chunk, here)}">{text}</a>'
 
 
 def index_row(key: str, here: Page, book: Book) -> str:
-    parts = book.parts[key]
-    first = parts[0]
+    """One chunk of the index: name, chapters (definition, continuations), users, files."""
+    first, *later = book.parts[key]
+    defined = [chapter_link(first, here)]
+    defined += [html_link(f"+≡ {c.page.title or c.page.file.src_uri}", c, here) for c in later]
     cells = [
         html_link(first.label, first, here),
-        chapter_link(first, here),
-        ", ".join(html_link(str(c.part), c, here) for c in parts[1:]) or "",
+        "<br>".join(defined),
         ", ".join(html_link(u.user.label, u.user, here) for u in book.uses.get(key, [])),
-        ", ".join(f"`{f}`" for f in book.files_of(key)),
+        "<br>".join(f"`{f}`" for f in book.files_of(key)),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def index_table(header: list[str], rows: list[str]) -> list[str]:
+    return [
+        '<div class="chunk-index" markdown="1">',
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *rows,
+        "",
+        "</div>",
+        "",
+    ]
 
 
 def chunk_index(here: Page, book: Book) -> str:
     """The markdown of the index: the files, then every chunk in alphabetical order."""
     roots = sorted({c.block.file: c for c in reversed(book.chunks) if c.block.file}.items())
-    lines = ["## Files", "", "| File | Written by | Chapter |", "| --- | --- | --- |"]
-    for path, chunk in roots:
-        title = chapter_link(chunk, here)
-        lines.append(f"| `{path}` | {html_link(chunk.label, chunk, here)} | {title} |")
-    lines += ["", "## Chunks", ""]
-    lines += ["| Chunk | Chapter | Continued | Used in | File |", "| --- | --- | --- | --- | --- |"]
+    files = [
+        f"| {html_link(path, chunk, here, code=True)} | "
+        f"{html_link(chunk.label, chunk, here) if chunk.block.name else ''} | "
+        f"{chapter_link(chunk, here)} |"
+        for path, chunk in roots
+    ]
     named = sorted({c.key for c in book.chunks if c.block.name}, key=str.lower)
-    lines += [index_row(key, here, book) for key in named]
-    return "\n".join(lines) + "\n"
+    chunks = [index_row(key, here, book) for key in named]
+    return "\n".join(
+        ["## Files", ""]
+        + index_table(["File", "Root chunk", "Chapter"], files)
+        + ["## Chunks", ""]
+        + index_table(["Chunk", "Defined in", "Used in", "File"], chunks)
+    )
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
@@ -298,7 +318,11 @@ def notes(chunk: Chunk, here: Page, book: Book) -> str:
     sentences = []
     if chunk.part > 1:
         first = parts[0]
-        sentences.append(f"This code continues {link(first, here, first.label)}.")
+        name = f'<a href="{href(first, here)}">{html.escape(first.label)}</a>'
+        where = "above"
+        if first.page.file is not here.file:
+            where = f"in {html.escape(first.page.title or first.page.file.src_uri)}"
+        sentences.append(f"This code continues {name}, defined {where}.")
     elif len(parts) > 1:
         later = [link(c, here, f"{c.label} part {c.part}") for c in parts[1:]]
         sentences.append(f"This code is continued in {enumerate_words(later)}.")

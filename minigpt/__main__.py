@@ -4,13 +4,9 @@
 
 import sys
 
+from minigpt._literate import install_excepthook
 from minigpt.cli import main
 
 if __name__ == "__main__":
-    try:
-        from minigpt._literate import install_excepthook
-    except ImportError:  # a checkout without the tangler's helper: plain tracebacks
-        pass
-    else:
-        install_excepthook()
+    install_excepthook()
     sys.exit(main())

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -44,7 +45,9 @@ def bench_train(cfg: TrainConfig, data: TrainData, *, steps: int | None = None,
     """Time training steps after warmup_steps untimed ones; default 50 steps."""
     if steps is None and seconds is None:
         steps = 50
-    trainer = Trainer(cfg, data)  # no out_dir: nothing is written
+    # No time budget: the learning rate then depends on the step alone, and the loss reached
+    # can be compared between machines and settings.
+    trainer = Trainer(dataclasses.replace(cfg, max_time=None), data)  # no out_dir: no files
     first_loss = trainer.train_step().item()
     for _ in range(warmup_steps - 1):
         trainer.train_step()

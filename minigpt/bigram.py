@@ -27,6 +27,7 @@ class BigramLM(nn.Module):
             return logits, None
         B, T, V = logits.shape
         return logits, F.cross_entropy(logits.view(B * T, V), targets.reshape(B * T))
+# -- bigram-model, continued (book/02-bigram.md) --
 
     @torch.no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int,

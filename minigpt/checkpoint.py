@@ -13,7 +13,6 @@ import torch
 
 from minigpt.model import GPT, GPTConfig
 
-
 # -- ckpt-format (book/05-training.md) --
 FORMAT = "minigpt-checkpoint"
 VERSION = 1

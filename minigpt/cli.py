@@ -20,7 +20,6 @@ from minigpt.checkpoint import CheckpointError, load_checkpoint, load_run, token
 from minigpt.data import VAL_FRACTION, CharTokenizer, load_text, split
 from minigpt.train import TrainConfig, TrainData, pick_device, split_nll, train
 
-
 # -- cli-presets (book/07-command-line.md) --
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
@@ -69,8 +68,9 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
         try:
             changes[key] = parse_value(raw, annotations[key])
         except ValueError:
-            raise CliError(f"bad value for {key}: {raw!r} "
-                           f"(expected {annotations[key]})") from None
+            kind = annotations[key]
+            expected = kind.__name__ if isinstance(kind, type) else str(kind)  # "float | None"
+            raise CliError(f"bad value for {key}: {raw!r} (expected {expected})") from None
     new = dataclasses.replace(cfg, **changes)
     try:
         new.validate()
@@ -240,7 +240,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
     cfg = apply_overrides(TrainConfig(stage=args.stage, **PRESETS[args.preset]), changes)
     r = bench_train(cfg, load_stage(cfg), steps=args.steps, seconds=args.seconds)
     print(f"bench train: stage {cfg.stage}, preset {args.preset}, device {r.device}, "
-          f"{torch.get_num_threads()} CPU threads")
+          f"torch threads {torch.get_num_threads()}")
     print(f"model:       {r.n_params / 1e6:.2f}M parameters, n_layer={cfg.n_layer} "
           f"n_head={cfg.n_head} n_embd={cfg.n_embd} block_size={cfg.block_size} "
           f"batch_size={cfg.batch_size} grad_accum={cfg.grad_accum}")

@@ -20,7 +20,7 @@ TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-TINY_SHAKESPEARE_BYTES = 1_115_394
+TINY_SHAKESPEARE_BYTES = 1_115_394  # for reference: the checksum already fixes the size
 CACHE_NAME = "tinyshakespeare.txt"
 DATA_ENV = "MINIGPT_DATA"  # a local corpus file: no download at all
 CACHE_ENV = "MINIGPT_CACHE"  # where downloads are kept
@@ -32,9 +32,9 @@ class CorpusError(OSError):
 
 
 def how_to_supply() -> str:
-    return (f"Without a network, download {TINY_SHAKESPEARE_URL} elsewhere and point MiniGPT "
-            f"at the file: --data PATH on the command line, or {DATA_ENV}=PATH in the "
-            f"environment.")
+    return (f"To use a local copy, download {TINY_SHAKESPEARE_URL} on any machine with a "
+            f"network and point MiniGPT at the file: --data PATH on the command line, or "
+            f"{DATA_ENV}=PATH in the environment.")
 
 
 def cache_dir() -> Path:
@@ -97,8 +97,8 @@ def load_text(path: str | os.PathLike[str] | None = None) -> str:
     if named:
         source = Path(named).expanduser()
         if not source.is_file():
-            origin = "the path given" if path else f"${DATA_ENV}"
-            raise CorpusError(f"{source} ({origin}) is not a file. {how_to_supply()}")
+            hint = "check the path" if path else f"fix ${DATA_ENV}, or unset it to download"
+            raise CorpusError(f"no corpus file at {source} ({hint})")
     else:
         source = tiny_shakespeare_path()
     return source.read_text(encoding="utf-8")
@@ -131,10 +131,13 @@ class CharTokenizer:
     def encode(self, text: str) -> list[int]:
         try:
             return [self.ids[c] for c in text]
-        except KeyError as e:
-            c = e.args[0]
-            raise ValueError(f"character {c!r} (U+{ord(c):04X}) at position {text.index(c)} "
-                             f"is not in the vocabulary of {self.vocab_size} characters") from None
+        except KeyError:
+            unknown = dict.fromkeys(c for c in text if c not in self.ids)  # in order, once each
+            named = ", ".join(f"{c!r} (U+{ord(c):04X}) at position {text.index(c)}"
+                              for c in list(unknown)[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ValueError(f"not in the vocabulary of {self.vocab_size} characters: "
+                             f"{named}{more}") from None
 
     def decode(self, ids: Iterable[int]) -> str:
         chars = []

@@ -106,6 +106,7 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         """The number of parameters; the tied matrix counts once."""
         return sum(p.numel() for p in self.parameters())
+# -- gpt-model, continued (book/04-gpt.md) --
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, vocab_size) for ids (B, T); with targets (B, T), also the mean loss."""
@@ -114,10 +115,10 @@ class GPT(nn.Module):
             raise ValueError(f"a sequence of {T} tokens is longer than the model's "
                              f"block_size={self.config.block_size}")
         pos = torch.arange(T, device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, n_embd)
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))

@@ -14,7 +14,7 @@ from minigpt.data import load_text
 from minigpt.train import TrainConfig, TrainData
 
 # -- bpe-stage (book/09-subword-gpt.md) --
-BPE_VOCAB_SIZE = 1024  # chosen by the measurement in this chapter
+BPE_VOCAB_SIZE = 2048  # chosen by the measurement in this chapter
 SWEEP_SIZES = (256, 512, 1024, 2048, 4096)  # the sizes measured, each a stage "bpe-N"
 
 

@@ -141,9 +141,12 @@ def windows(ids: Tensor, block_size: int) -> Tensor:
 
 
 def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """batch_size random windows: inputs (B, T) and targets (B, T), on the rows' device."""
-    ix = torch.randint(rows.size(0), (batch_size,), generator=generator)
-    batch = rows[ix.to(rows.device)]
+    """batch_size random windows: inputs (B, T) and targets (B, T).
+
+    The generator lives on the rows' device, so the offsets never cross from CPU to GPU.
+    """
+    ix = torch.randint(rows.size(0), (batch_size,), generator=generator, device=rows.device)
+    batch = rows[ix]
     return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
 
 # -- train-accumulate (book/05-training.md) --
@@ -156,13 +159,13 @@ def accumulate_gradients(
 
     The gradients in .grad add up to those of one batch made of all the micro-batches.
     """
-    total = torch.zeros(())
+    losses = []
     for x, y in micro_batches:
         with autocast():
             _, loss = model(x, y)
         (loss / len(micro_batches)).backward()
-        total = total.to(loss.device) + loss.detach().float()
-    return total / len(micro_batches)
+        losses.append(loss.detach().float())
+    return torch.stack(losses).mean()
 
 # -- train-evaluate (book/05-training.md) --
 @torch.no_grad()
@@ -177,9 +180,9 @@ def estimate_loss(
     """Mean loss over `iters` random batches of each split's windows (from `windows`)."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(seed)  # its own: training batches are untouched
     result = {}
     for name, rows in splits.items():
+        generator = torch.Generator(device=rows.device).manual_seed(seed)
         total = torch.zeros((), device=rows.device)
         for _ in range(iters):
             x, y = get_batch(rows, batch_size, generator)
@@ -345,7 +348,7 @@ class Trainer:
         self.model_args = model_args(cfg, data.tokenizer.vocab_size)
         self.model = GPT(GPTConfig(**self.model_args)).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
-        self.batch_generator = torch.Generator().manual_seed(cfg.seed)
+        self.batch_generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.rows = {name: windows(ids.to(self.device), cfg.block_size)
                      for name, ids in (("train", data.train_ids), ("val", data.val_ids))}
         on_gpu = self.device.type == "cuda"

@@ -88,12 +88,13 @@ def test_resume_continues_the_run(tmp_path: Path) -> None:
 
 
 @needs_data
-def test_max_time_flag_stops_the_run(tmp_path: Path) -> None:
+def test_max_time_flag_stops_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     argv = ["train", "--out", str(out), "--data", str(DATA), "--max-time", "1", *TINY[:-1],
             "max_iters=1000000"]
     assert main(argv) == 0
-    assert 0 < load_checkpoint(out / "ckpt.pt")["step"] < 1_000_000
+    assert load_checkpoint(out / "ckpt.pt")["step"] < 1_000_000  # stopped by the clock
+    assert "(max_time at step" in capsys.readouterr().out
 
 
 @needs_data

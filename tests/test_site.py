@@ -242,7 +242,7 @@ def test_chunk_index_lists_every_chunk_and_file(site: Path, chapters: list[Chapt
     page = html_file("chunks.md")
     index = (site / page).read_text(encoding="utf-8")
     targets: dict[str, set[tuple[str, str]]] = {}
-    for match in re.finditer(r'<a href="(?P<href>[^"]*)">(?P<text>[^<]*)</a>', index):
+    for match in re.finditer(r'<a href="(?P<href>[^"]*)">(?P<text>.*?)</a>', index):
         targets.setdefault(text_of(match["text"]), set()).add(resolve(site, page, match["href"]))
     for chapter in chapters:
         titles = {m["id"]: text_of(m["head"]) for m in CHUNK_RE.finditer(chapter.html)}
@@ -253,7 +253,7 @@ def test_chunk_index_lists_every_chunk_and_file(site: Path, chapters: list[Chapt
             homes = {(chapter.url, i) for i, title in titles.items() if title.startswith(name)}
             assert targets.get(name, set()) & homes, f"the index does not link {name} to its home"
             if block.file:
-                assert f"<code>{block.file}</code>" in index, f"the index lacks {block.file}"
+                assert f"<code>{block.file}</code>" in html.unescape(index), block.file
 
 
 def test_math_is_marked_up_and_mathjax_is_local(site: Path, chapters: list[Chapter]) -> None:
@@ -263,6 +263,15 @@ def test_math_is_marked_up_and_mathjax_is_local(site: Path, chapters: list[Chapt
     for chapter in chapters:
         sources = [m["url"] for m in RESOURCE_RE.finditer(chapter.html) if m["url"]]
         assert any(s.endswith(MATHJAX_JS) for s in sources), f"{chapter.src} loads no MathJax"
+
+
+def test_tutorials_ran(site: Path) -> None:
+    """The notebook pages were executed at build time (execute: true), so they show output."""
+    tutorials = sorted((ROOT / "book" / "tutorials").glob("*.py"))
+    for notebook in tutorials:
+        page = site / "tutorials" / notebook.stem / "index.html"
+        assert page.is_file(), f"{notebook.name} was not built into {page}"
+        assert "jp-OutputArea-output" in page.read_text(encoding="utf-8"), f"{notebook.name}"
 
 
 def test_no_page_loads_anything_from_the_network(site: Path) -> None:
@@ -387,7 +396,9 @@ def test_browser_search_answers(
     page.goto(server)
     search = page.locator("input.md-search__input")
     search.click()
-    search.fill(query.split("-")[0])
+    ready = ".md-search-result__meta:has-text('Type to start searching')"
+    page.wait_for_selector(ready, timeout=20_000)  # the search worker has loaded its index
+    search.press_sequentially(query.split("-")[0], delay=20)
     page.wait_for_selector(".md-search-result__item", timeout=20_000)
     assert page.locator(".md-search-result__item").count() > 0
     assert not refused, f"the page asked the network for {refused}"
