@@ -49,6 +49,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # largest gradient norm; 0 turns clipping off
+    optimizer: str = "adamw"  # "adamw" for every weight, or "muon" for the blocks' matrices
+    muon_lr: float = 0.02  # Muon's peak rate; the schedule scales it as it scales lr
+    muon_momentum: float = 0.95
     # Evaluation and records.
     eval_interval: int = 250  # steps between evaluations (and checkpoints and samples)
     eval_iters: int = 20  # batches per split in the quick estimate
@@ -71,8 +74,11 @@ class TrainConfig:
             raise ValueError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout!r}: must be in [0, 1)")
-        if not 0.0 <= self.min_lr <= self.lr:
-            raise ValueError(f"min_lr={self.min_lr!r}, lr={self.lr!r}: need 0 <= min_lr <= lr")
+        if not 0.0 <= self.min_lr <= self.lr or self.lr == 0.0:
+            raise ValueError(f"min_lr={self.min_lr!r}, lr={self.lr!r}: need 0 <= min_lr <= lr, "
+                             "lr > 0")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer={self.optimizer!r}: must be adamw or muon")
         if self.max_time is not None and self.max_time <= 0:
             raise ValueError(f"max_time={self.max_time!r}: must be positive (or none)")
         for name in ("warmup_iters", "weight_decay", "grad_clip", "sample_tokens"):
@@ -106,15 +112,76 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over the two groups; the fused kernel where PyTorch has one for the device."""
+def make_adamw(groups: list[dict[str, Any]], cfg: TrainConfig,
+               device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the groups; the fused kernel where PyTorch has one for the device."""
     return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
+        groups,
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
         # One kernel for the whole update instead of several per tensor: faster, same maths.
         fused=device.type in ("cuda", "cpu"),
     )
+
+# -- train-muon (book/05-training.md) --
+def orthogonalize(g: Tensor, steps: int = 5) -> Tensor:
+    """Approximately U V^T for g = U S V^T: g's directions, all singular values near 1."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (g.norm() + 1e-7)  # the Frobenius norm bounds the largest singular value
+    wide = x.size(0) <= x.size(1)
+    x = x if wide else x.T  # x @ x.T is then the smaller of the two Gram matrices
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.T
+# -- train-muon, continued (book/05-training.md) --
+
+
+class Muon(torch.optim.Optimizer):
+    """Nesterov momentum whose update is orthogonalised; for 2-D weight matrices only."""
+
+    def __init__(self, params: Any, lr: float = 0.02, momentum: float = 0.95,
+                 ns_steps: int = 5) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "ns_steps": ns_steps})
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["momentum"] = torch.zeros_like(p)
+                buf = state["momentum"]
+                buf.lerp_(p.grad, 1 - group["momentum"])  # running average of gradients
+                nesterov = p.grad.lerp(buf, group["momentum"])  # look one step ahead
+                update = orthogonalize(nesterov, group["ns_steps"])
+                aspect = max(1.0, p.size(0) / p.size(1)) ** 0.5
+                p.add_(update, alpha=-group["lr"] * aspect)
+
+
+def make_optimizers(model: nn.Module, cfg: TrainConfig,
+                    device: torch.device) -> list[torch.optim.Optimizer]:
+    """AdamW for every weight, or Muon for the blocks' matrices and AdamW for the rest."""
+    if cfg.optimizer == "adamw":
+        groups = param_groups(model, cfg.weight_decay)
+        for group in groups:
+            group["lr_scale"] = 1.0
+        return [make_adamw(groups, cfg, device)]
+    matrices = [p for name, p in model.named_parameters()
+                if p.dim() == 2 and name.startswith("blocks.")]
+    chosen = {id(p) for p in matrices}
+    rest = [p for p in model.parameters() if id(p) not in chosen]
+    adamw_groups = [
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    for group in adamw_groups:
+        group["lr_scale"] = 1.0
+    muon = Muon([{"params": matrices, "lr_scale": cfg.muon_lr / cfg.lr}],
+                lr=cfg.muon_lr, momentum=cfg.muon_momentum)
+    return [muon, make_adamw(adamw_groups, cfg, device)]
 
 # -- train-schedule (book/05-training.md) --
 def run_progress(cfg: TrainConfig, step: int, elapsed: float) -> float:
@@ -347,7 +414,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model_args = model_args(cfg, data.tokenizer.vocab_size)
         self.model = GPT(GPTConfig(**self.model_args)).to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.optimizers = make_optimizers(self.model, cfg, self.device)
         self.batch_generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.rows = {name: windows(ids.to(self.device), cfg.block_size)
                      for name, ids in (("train", data.train_ids), ("val", data.val_ids))}
@@ -386,15 +453,17 @@ class Trainer:
         """One optimizer step; returns the mean loss of its micro-batches (a tensor)."""
         cfg = self.cfg
         lr = learning_rate(cfg, self.step, run_progress(cfg, self.step, self.elapsed()))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
         micro_batches = [get_batch(self.rows["train"], cfg.batch_size, self.batch_generator)
                          for _ in range(cfg.grad_accum)]
         loss = accumulate_gradients(self.forward_model, micro_batches, self.autocast)
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += cfg.grad_accum * cfg.batch_size * cfg.block_size
         return loss
@@ -408,7 +477,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "model_args": self.model_args,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
             "train_config": asdict(self.cfg),
             "tokenizer": self.data.tokenizer.to_dict(),
             "step": self.step,
@@ -421,7 +490,11 @@ class Trainer:
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint's state (see `state`)."""
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if len(state["optimizers"]) != len(self.optimizers):
+            raise ValueError(f"it holds {len(state['optimizers'])} optimizers, "
+                             f"this run has {len(self.optimizers)}")
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
         self.step, self.tokens = state["step"], state["tokens"]
         self.elapsed_before, self.started = state["elapsed_s"], time.perf_counter()
         self.last_eval_step = state["last_eval_step"]

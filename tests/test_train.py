@@ -19,6 +19,8 @@ from minigpt.train import (
     TrainData,
     accumulate_gradients,
     learning_rate,
+    make_optimizers,
+    orthogonalize,
     param_groups,
     run_progress,
     split_nll,
@@ -105,6 +107,45 @@ def test_split_nll_predicts_every_token_once_in_block_windows() -> None:
     assert nll == pytest.approx(expected, rel=1e-5)
 
 
+def test_orthogonalize_keeps_directions_and_equalises_singular_values() -> None:
+    torch.manual_seed(0)
+    for shape in [(32, 96), (96, 32)]:  # wide and tall
+        u, _ = torch.linalg.qr(torch.randn(shape[0], min(shape)))
+        v, _ = torch.linalg.qr(torch.randn(shape[1], min(shape)))
+        s = torch.logspace(0, 2, min(shape))  # singular values from 1 to 100
+        g = u @ torch.diag(s) @ v.T
+        o = orthogonalize(g)
+        assert o.shape == g.shape
+        singular = torch.linalg.svdvals(o)
+        assert singular.min() > 0.5 and singular.max() < 1.3
+        # same singular vectors: o is about u v^T, whose product with u v^T's transpose is u u^T
+        assert torch.allclose(u.T @ o @ v, torch.diag(torch.diagonal(u.T @ o @ v)), atol=1e-2)
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest() -> None:
+    model = tiny_model()
+    muon, adamw = make_optimizers(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02),
+                                  torch.device("cpu"))
+    muon_params = {id(p) for g in muon.param_groups for p in g["params"]}
+    adamw_params = {id(p) for g in adamw.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    expected = {id(p) for n, p in named.items() if n.startswith("blocks.") and p.dim() == 2}
+    assert muon_params == expected and len(expected) == 4 * 2  # four matrices per block
+    assert muon_params | adamw_params == {id(p) for p in model.parameters()}
+    assert not muon_params & adamw_params
+    assert muon.param_groups[0]["lr_scale"] == pytest.approx(20.0)  # 0.02 / 1e-3
+    (only,) = make_optimizers(model, TrainConfig(), torch.device("cpu"))
+    assert isinstance(only, torch.optim.AdamW)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_loss_drops_with_either_optimizer(tmp_path: Path, optimizer: str) -> None:
+    cfg = TrainConfig(**{**TINY, "max_iters": 40, "eval_interval": 40, "optimizer": optimizer})
+    train(cfg, make_data(), tmp_path)
+    losses = [r["val_loss"] for r in records(tmp_path / "metrics.jsonl") if not r.get("final")]
+    assert losses[-1] < losses[0] - 0.5
+
+
 def test_loss_drops_on_a_tiny_run(tmp_path: Path) -> None:
     cfg = TrainConfig(**{**TINY, "max_iters": 60, "eval_interval": 30})
     result = train(cfg, make_data(), tmp_path)
@@ -116,8 +157,11 @@ def test_loss_drops_on_a_tiny_run(tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 0
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
-    cfg = TrainConfig(**{**TINY, "max_iters": 20, "dropout": 0.1})  # dropout uses the RNG too
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path,
+                                                              optimizer: str) -> None:
+    cfg = TrainConfig(**{**TINY, "max_iters": 20, "dropout": 0.1,  # dropout uses the RNG too
+                         "optimizer": optimizer})
     data = make_data()
     straight: list[float] = []
     train(cfg, data, tmp_path / "a", on_step=lambda s, loss: straight.append(loss.item()))
@@ -166,3 +210,5 @@ def test_invalid_settings_are_refused() -> None:
         TrainConfig(n_embd=30, n_head=4).validate()
     with pytest.raises(ValueError, match="dropout"):
         TrainConfig(dropout=1.5).validate()
+    with pytest.raises(ValueError, match="optimizer='sgd'"):
+        TrainConfig(optimizer="sgd").validate()
