@@ -51,6 +51,10 @@ ATTRIBUTE_RE = re.compile(
     r"""|(?P<key>[\w-]+)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<value>[^\s"']+)))"""
 )
 NAME_RE = re.compile(r"^\w[\w.-]*$")
+# A tangle attribute (or an opening brace) in an info string that INFO_RE did not accept:
+# ```python file=x or ```python {#a} .append. Quoted text (a title) is removed first.
+LOOSE_ATTRIBUTE_RE = re.compile(r"(?:^|\s)(?:\{|#[^\s#]|\.append\b|file=)")
+QUOTED_RE = re.compile(r"\"[^\"]*\"|'[^']*'")
 REFERENCE_RE = re.compile(r"^(?P<indent>[ \t]*)<<(?P<name>[^\s<>]+)>>[ \t]*$")
 LOCATION_RE = re.compile(r"^(?P<path>.+):(?P<line>\d+)$")
 
@@ -200,7 +204,14 @@ def block_from_fence(
 ) -> Block | None:
     """A Block if the fence is tangled, None for an illustration or another language."""
     info = INFO_RE.match(fence["info"])
-    if not info or info["attrs"] is None:
+    if not info:
+        if LOOSE_ATTRIBUTE_RE.search(QUOTED_RE.sub("", fence["info"])):
+            errors.append(TangleError(path, start + 1, f"attributes outside braces in "
+                                      f"'{fence['ticks']}{fence['info']}': put #name, .append "
+                                      f"and file=PATH in one pair of braces after the "
+                                      f"language, as in ```python {{#name}}"))
+        return None
+    if info["attrs"] is None:
         return None
     lang, attrs = info["lang"], info["attrs"]
     tangled = lang == "python" or re.search(r"(^|\s)(#|\.append\b|file=)", attrs)
@@ -272,6 +283,8 @@ def check_target(file: str) -> None:
         raise ValueError(f"file={file}: give a relative path under {PACKAGE}/")
     if path.parts[0] != PACKAGE or len(path.parts) < 2:
         raise ValueError(f"file={file}: generated files must live under {PACKAGE}/")
+    if path.as_posix() != file:  # one spelling per file, so that 'defined twice' is caught
+        raise ValueError(f"file={file}: write the path as {path.as_posix()}")
     if path.suffix not in COMMENT_PREFIX:
         raise ValueError(f"file={file}: can only generate {', '.join(COMMENT_PREFIX)} files "
                          f"(they need '#' comments for the header)")
@@ -487,7 +500,7 @@ def tangle_book(book: Book) -> dict[str, Generated]:
     if book.errors:
         raise TangleErrors(book.errors)
     generated = {path: tangle_file(book, chunk) for path, chunk in sorted(book.files.items())}
-    errors = [e for g in generated.values() if (e := compile_error(g))]
+    errors = [e for g in generated.values() if (e := compile_error(g) or escape_error(book, g))]
     if errors:
         raise TangleErrors(errors)
     return generated
@@ -553,6 +566,17 @@ def compile_error(generated: Generated) -> TangleError | None:
     return None
 
 
+def escape_error(book: Book, generated: Generated) -> TangleError | None:
+    """A target that a symbolic link inside the package leads out of it."""
+    package = (book.root / PACKAGE).resolve()
+    target = (book.root / generated.path).resolve()
+    if target.is_relative_to(package):
+        return None
+    block = book.files[generated.path].blocks[0]
+    return TangleError(block.path, block.fence_line, f"file={generated.path}: the path leaves "
+                       f"{PACKAGE}/ through a symbolic link (it resolves to {target})")
+
+
 def book_line(generated: Generated, lineno: int) -> tuple[str, int, str]:
     """(chapter, line, chunk) of a generated line; the header and markers map to a fence."""
     origins = generated.origins
@@ -592,14 +616,19 @@ def extends(span: list[Any], number: int, path: str, line: int, chunk: str) -> b
     return (first + count, span_line + count, span_path, span_chunk) == (number, line, path, chunk)
 
 
-def sourcemap_text(generated: dict[str, Generated]) -> str:
+def sourcemap_text(root: Path, generated: dict[str, Generated]) -> str:
+    """The map as JSON, with the hash of each chapter it points into: a chapter whose prose
+    changed has moved lines, though the files it generates are the same."""
     files = {path: sourcemap_entry(g) for path, g in sorted(generated.items())}
-    return json.dumps({"format": 1, "files": files}, indent=1, sort_keys=True) + "\n"
+    chapters = sorted({o.block.path for g in generated.values() for o in g.origins if o.block})
+    hashes = {chapter: sha256(read_text(root / chapter) or "") for chapter in chapters}
+    return json.dumps({"format": 1, "chapters": hashes, "files": files}, indent=1,
+                      sort_keys=True) + "\n"
 
 
 def build_sourcemap(root: Path) -> dict[str, Any]:
     """The source map of the current book, computed in memory (minigpt._literate uses it)."""
-    return json.loads(sourcemap_text(tangle_book(load_book(root))))
+    return json.loads(sourcemap_text(root, tangle_book(load_book(root))))
 
 
 def recorded_hashes(root: Path) -> dict[str, str]:
@@ -656,11 +685,15 @@ def atomic_write(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
-                                     prefix=f".{path.name}.", suffix=".tmp", newline="") as tmp:
-        tmp.write(text)
-    os.chmod(tmp.name, mode)
-    os.replace(tmp.name, path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as tmp:
+            tmp.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:  # the old file stays as it was, and no temporary file is left
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -746,7 +779,7 @@ def write_package(root: Path, generated: dict[str, Generated], force: bool,
         atomic_write(root / path, text)
     for path in plan.removals:
         (root / path).unlink()
-    sourcemap = sourcemap_text(generated)
+    sourcemap = sourcemap_text(root, generated)
     if read_text(root / SOURCEMAP) != sourcemap:
         atomic_write(root / SOURCEMAP, sourcemap)
     for path in [*plan.writes, *(f"{p} (removed)" for p in plan.removals)]:

@@ -73,11 +73,22 @@ def matching_spans(key: str, digest: str) -> list[list[Any]] | None:
 
 @functools.lru_cache(maxsize=1)
 def recorded_sourcemap() -> dict[str, Any]:
-    """The map tangle.py last wrote; git ignores it, so a fresh clone has none."""
+    """The map tangle.py last wrote, if its chapters are unchanged; a fresh clone has none."""
     try:
-        return json.loads(SOURCEMAP.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        recorded = json.loads(SOURCEMAP.read_text(encoding="utf-8"))
+        if any(chapter_changed(path, digest) for path, digest in recorded["chapters"].items()):
+            return {}  # lines have moved since that tangle
+        return recorded["files"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+def chapter_changed(chapter: str, digest: str) -> bool:
+    try:
+        text = (ROOT / chapter).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # no book beside the package: nothing to compare with
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() != digest
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
 
 from minigpt.bpe import (  # noqa: E402  (the cache folder must be set before tiktoken loads)
     GPT2_PATTERN,
+    GPT4_PATTERN,
     BPETokenizer,
     TokenizerFileError,
     apply_merges,
@@ -181,6 +182,17 @@ def test_gpt2_pattern_splits_like_tiktoken() -> None:
 
     for text in (HARD_TEXT, shakespeare()[:100_000]):
         assert regex.findall(GPT2_PATTERN, text) == regex.findall(r50k_pat_str, text)
+
+
+def test_gpt4_pattern_splits_like_tiktokens_cl100k(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tiktoken_ext.openai_public as openai_public
+
+    # cl100k_base() fetches its ranks before it returns the pattern; the ranks are not needed
+    monkeypatch.setattr(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: {})
+    cl100k = openai_public.cl100k_base()["pat_str"]
+    for text in (HARD_TEXT, shakespeare()[:100_000]):
+        assert split_text(text, "gpt4") == regex.findall(cl100k, text)
+    assert regex.findall(GPT4_PATTERN, "1234567") == ["123", "456", "7"]  # not GPT-2's rule
 
 
 def test_unknown_pattern_is_refused() -> None:

@@ -282,6 +282,48 @@ def test_no_page_loads_anything_from_the_network(site: Path) -> None:
             assert not re.match(r"^(https?:)?//", url), f"{page.relative_to(site)} loads {url}"
 
 
+def book_validation() -> dict[str, object]:
+    """The `validation` section of the book's mkdocs.yml (python tags are not needed for it)."""
+    yaml = pytest.importorskip("yaml")
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda *_: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+    assert "validation" in config, "mkdocs.yml has no validation section"
+    return config["validation"]
+
+
+def test_the_books_validation_makes_a_broken_anchor_fail_the_build(tmp_path: Path) -> None:
+    """By default mkdocs passes a link to a missing anchor silently; the book's settings don't.
+
+    A two-page site with the book's `validation` section is built with --strict: a link to a
+    heading that does not exist fails the build, and the same link to a real heading passes.
+    """
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[book]')")
+    import yaml
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "other.md").write_text("# Other\n\n## A heading\n", encoding="utf-8")
+    config = {"site_name": "validation", "docs_dir": "docs", "nav": ["index.md", "other.md"],
+              "validation": book_validation()}
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+               str(tmp_path / "site")]
+    results = {}
+    for anchor in ("no-such-heading", "a-heading"):
+        (docs / "index.md").write_text(f"# Home\n\nSee [the other page](other.md#{anchor}).\n",
+                                       encoding="utf-8")
+        results[anchor] = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True,
+                                         text=True, check=False)
+    broken, good = results["no-such-heading"], results["a-heading"]
+    assert broken.returncode != 0 and "no-such-heading" in broken.stdout + broken.stderr
+    assert good.returncode == 0, good.stderr
+
+
 # ---------------------------------------------------------------------------- the browser
 
 

@@ -243,6 +243,49 @@ def test_only_changed_files_are_rewritten(project: Path, capsys) -> None:
     assert b"VALUE = 2" in after["minigpt/other.py"][0]
 
 
+def temporaries(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "minigpt").rglob("*.tmp"))
+
+
+def test_files_are_replaced_by_a_rename_of_a_complete_temporary_file(
+        project: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(project, capsys)
+    (project / "minigpt/other.py").chmod(0o755)
+    edit(project / "book/02-b.md", "VALUE = 1", "VALUE = 2")
+    renames = []
+    replace = os.replace
+
+    def recording_replace(source: str, target: str | Path) -> None:
+        target = Path(target)
+        # the target still holds the old text, the temporary file the whole new one
+        renames.append((Path(source), target, target.read_text(), Path(source).read_text()))
+        replace(source, target)
+
+    monkeypatch.setattr(tangle.os, "replace", recording_replace)
+    assert run(project, capsys)[0] == 0
+    [(source, target, old, new)] = [r for r in renames if r[1].name == "other.py"]
+    assert source.parent == target.parent and source.name.startswith(".other.py.")
+    assert "VALUE = 1" in old and new == target.read_text() and "VALUE = 2" in new
+    assert target.stat().st_mode & 0o777 == 0o755  # the file keeps its permissions
+    assert temporaries(project) == []
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
+        project: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(project, capsys)
+    before = (project / "minigpt/other.py").read_text()
+    edit(project / "book/02-b.md", "VALUE = 1", "VALUE = 2")
+
+    def failing_replace(source: str, target: str | Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tangle.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        run(project, capsys)
+    assert (project / "minigpt/other.py").read_text() == before
+    assert temporaries(project) == []
+
+
 def test_stale_generated_files_are_removed_and_others_left_alone(project: Path, capsys) -> None:
     run(project, capsys)
     mine = project / "minigpt/handwritten.py"
@@ -324,6 +367,25 @@ ERRORS = {
         f"{FENCE}python {{file=minigpt/m.py}}\n<<a>>\n{FENCE}\n"
         f"{FENCE}python {{#a}}\nif True:\n\tx = 1\n{FENCE}\n",
         6, "tab in indentation: indent with spaces only"),
+    "mixed spaces and a tab in an expanded chunk": (
+        f"{FENCE}python {{file=minigpt/m.py}}\nclass C:\n    <<a>>\n{FENCE}\n"
+        f"{FENCE}python {{#a}}\ndef f(self):\n    return 1\n  \treturn 2\n{FENCE}\n",
+        8, "tab in indentation: indent with spaces only"),
+    "a tab before a reference": (
+        f"{FENCE}python {{file=minigpt/m.py}}\nclass C:\n\t<<a>>\n{FENCE}\n"
+        f"{FENCE}python {{#a}}\nx = 1\n{FENCE}\n",
+        3, "tab in indentation: indent with spaces only"),
+    "attributes outside braces": (
+        f"{FENCE}python {{file=minigpt/m.py}}\nx = 1\n{FENCE}\n"
+        f"{FENCE}python file=minigpt/n.py\ny = 1\n{FENCE}\n",
+        4, "attributes outside braces in '```python file=minigpt/n.py': put #name"),
+    "an attribute after the braces": (
+        f"{FENCE}python {{file=minigpt/m.py}}\n<<a>>\n{FENCE}\n"
+        f"{FENCE}python {{#a}}\nx = 1\n{FENCE}\n{FENCE}python {{#a}} .append\ny = 1\n{FENCE}\n",
+        7, "attributes outside braces in '```python {#a} .append'"),
+    "a target spelled two ways": (
+        f"{FENCE}python {{file=minigpt/./m.py}}\nx = 1\n{FENCE}\n",
+        1, "file=minigpt/./m.py: write the path as minigpt/m.py"),
     "syntax error": (
         f"{FENCE}python {{file=minigpt/m.py}}\nimport os\n\n<<a>>\n{FENCE}\n"
         f"{FENCE}python {{#a}}\ndef f(:\n    pass\n{FENCE}\n",
@@ -346,6 +408,26 @@ def test_mistakes_name_the_chapter_line_and_write_nothing(case: str, tmp_path: P
     assert f"book/01-a.md:{line}: {message}" in err
     assert "nothing written" in err
     assert sorted(p.name for p in (root / "minigpt").iterdir()) == []
+
+
+def test_titles_and_other_languages_are_not_mistaken_for_attributes() -> None:
+    page = (f'{FENCE}python title="Step #1 of file=x"\nx = 1\n{FENCE}\n'
+            f"{FENCE}text\n# a comment, not a name\n{FENCE}\n{FENCE}bash\nls\n{FENCE}\n")
+    assert tangle.parse_markdown("book/x.md", page) == []
+
+
+def test_a_symbolic_link_cannot_lead_a_target_out_of_the_package(tmp_path: Path,
+                                                                 capsys) -> None:
+    chapter = f"{FENCE}python {{file=minigpt/out/m.py}}\nx = 1\n{FENCE}\n"
+    root = make_project(tmp_path / "project", **{"01_a": chapter})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "minigpt").mkdir()
+    (root / "minigpt" / "out").symlink_to(outside, target_is_directory=True)
+    status, _, err = run(root, capsys)
+    assert status == 2
+    assert "book/01-a.md:1: file=minigpt/out/m.py: the path leaves minigpt/" in err
+    assert list(outside.iterdir()) == []
 
 
 def test_every_mistake_is_reported_in_one_run(tmp_path: Path, capsys) -> None:
@@ -566,8 +648,15 @@ def test_list_shows_definitions_continuations_and_uses(project: Path, capsys) ->
 
 def test_every_mapped_line_is_the_chapter_line(project: Path, capsys) -> None:
     run(project, capsys)
-    assert_source_map_points_at_the_code(project, json.loads(
-        (project / "minigpt/.sourcemap.json").read_text()))
+    sourcemap = json.loads((project / "minigpt/.sourcemap.json").read_text())
+    assert_source_map_points_at_the_code(project, sourcemap)
+    chapters = {"book/01-a.md", "book/02-b.md"}
+    assert sourcemap["chapters"] == {c: tangle.sha256((project / c).read_text()) for c in chapters}
+    edit(project / "book/02-b.md", "# B\n", "# B\n\nMore prose.\n")  # no file changes...
+    status, out, _ = run(project, capsys)
+    assert status == 0 and "0 files written" in out
+    sourcemap = json.loads((project / "minigpt/.sourcemap.json").read_text())
+    assert_source_map_points_at_the_code(project, sourcemap)  # ...but the map follows the lines
 
 
 def assert_source_map_points_at_the_code(root: Path, sourcemap: dict) -> None:
@@ -654,6 +743,20 @@ def test_uncaught_exceptions_show_the_chapter_line(boom_project: Path) -> None:
     assert "ValueError: boom" in result.stderr
     line = line_of(BOOM, 'raise ValueError("boom")')
     assert f"    -> book/01-a.md:{line} (chunk explode)\n" in result.stderr
+
+
+def test_after_a_prose_edit_the_recorded_map_is_not_trusted(boom_project: Path) -> None:
+    """New prose moves the chunk down the chapter; the generated file stays the same."""
+    shutil.copy(TANGLE_SCRIPT, boom_project / "tangle.py")  # so the map can be computed
+    chapter = boom_project / "book/01-a.md"
+    edit(chapter, "# Boom\n", "# Boom\n\nTwo new lines\nof prose.\n")
+    script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+              "import minigpt._literate as lit\n"
+              "print(lit.book_location(sys.argv[1] + '/minigpt/boom.py', 5))\n")
+    result = subprocess.run([sys.executable, "-c", script, str(boom_project)],
+                            capture_output=True, text=True, cwd=boom_project, check=True)
+    line = line_of(chapter.read_text(), 'raise ValueError("boom")')
+    assert result.stdout.strip() == f"book/01-a.md:{line} (chunk explode)"
 
 
 def test_without_a_source_map_the_markers_name_the_chunk(boom_project: Path) -> None:

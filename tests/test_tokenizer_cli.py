@@ -60,6 +60,22 @@ def test_train_writes_a_loadable_file(tok_file: Path) -> None:
     assert len(tok.merges) == 144 and tok.special_tokens == {"<|endoftext|>": 400}
 
 
+@pytest.mark.parametrize("pattern", ["gpt4", "none"])
+def test_train_splits_with_the_pattern_asked_for(
+    pattern: str, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minigpt.bpe import BPETokenizer
+    from minigpt.bpe_train import train_bpe
+
+    out = tmp_path / f"{pattern}.bpe"
+    status, printed, _ = run(["tokenizer", "train", "--input", str(corpus), "--vocab-size", "300",
+                              "--pattern", pattern, "--out", str(out)], capsys)
+    assert status == 0 and str(out) in printed
+    tok = BPETokenizer.load(out)
+    expected = train_bpe(corpus.read_text(encoding="utf-8"), 300, pattern)
+    assert tok.pattern == pattern and tok.merges == expected.merges
+
+
 def test_encode_decode_round_trip(tok_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = "To be, or not to be: that is the question. Café 日本 👍🏽\n"
     status, out, _ = run(["tokenizer", "encode", "--tokenizer", str(tok_file), "--text", text],

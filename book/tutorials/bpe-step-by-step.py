@@ -95,10 +95,10 @@ print("last 20: ", learned[-20:])
 print("longest: ", sorted(learned, key=len)[-15:])
 
 # %% [markdown]
-# The first merges are letter pairs and common short words with their space (` the`, ` and`);
-# by the end the vocabulary holds whole words and the names of the speakers, who appear at the
-# start of every speech. Here is a passage from the validation split (not seen in training), cut
-# into tokens:
+# The first merges are frequent letter pairs, often with the space in front of a word (` t`,
+# ` a`, ` s`), and by the eleventh merge the commonest word, ` the`; by the end the vocabulary
+# holds whole words and the names of the speakers, who appear at the start of every speech.
+# Here is a passage from the validation split (not seen in training), cut into tokens:
 
 # %%
 passage = text[cut + 1000 : cut + 1300]
