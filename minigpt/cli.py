@@ -24,8 +24,9 @@ from minigpt.train import TrainConfig, TrainData, pick_device, split_nll, train
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0,
-        "batch_size": 12, "lr": 3e-3, "min_lr": 3e-4, "warmup_iters": 100,
-        "max_iters": 5000, "max_time": 120.0, "eval_interval": 250, "eval_iters": 20,
+        "batch_size": 32, "optimizer": "muon", "muon_lr": 0.02, "lr": 3e-3, "min_lr": 3e-4,
+        "warmup_iters": 100, "max_iters": 5000, "max_time": 120.0, "eval_interval": 250,
+        "eval_iters": 10,
     },
     "gpu": {
         "n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.2,

@@ -52,6 +52,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw" for every weight, or "muon" for the blocks' matrices
     muon_lr: float = 0.02  # Muon's peak rate; the schedule scales it as it scales lr
     muon_momentum: float = 0.95
+    muon_ns_steps: int = 5  # Newton-Schulz iterations per update
     # Evaluation and records.
     eval_interval: int = 250  # steps between evaluations (and checkpoints and samples)
     eval_iters: int = 20  # batches per split in the quick estimate
@@ -66,7 +67,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
         at_least_one = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
-                        "max_iters", "eval_interval", "eval_iters", "log_interval")
+                        "max_iters", "eval_interval", "eval_iters", "log_interval",
+                        "muon_ns_steps")
         for name in at_least_one:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
@@ -180,7 +182,7 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig,
     for group in adamw_groups:
         group["lr_scale"] = 1.0
     muon = Muon([{"params": matrices, "lr_scale": cfg.muon_lr / cfg.lr}],
-                lr=cfg.muon_lr, momentum=cfg.muon_momentum)
+                lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps)
     return [muon, make_adamw(adamw_groups, cfg, device)]
 
 # -- train-schedule (book/05-training.md) --
