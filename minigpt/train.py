@@ -101,12 +101,16 @@ class TrainData:
     val_text: str
 
 # -- train-optimizer (book/05-training.md) --
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: matrices (decayed) and vectors (biases, LayerNorm; not decayed)."""
+def param_groups(model: nn.Module, weight_decay: float,
+                 skip: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """Two AdamW groups: matrices (decayed) and vectors (biases, LayerNorm; not decayed).
+
+    Parameters whose id() is in skip belong to another optimizer and are left out.
+    """
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for _, param in model.named_parameters():  # shared (tied) weights are listed once
-        if param.requires_grad:
+        if param.requires_grad and id(param) not in skip:
             (decay if param.dim() >= 2 else no_decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},
@@ -117,6 +121,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def make_adamw(groups: list[dict[str, Any]], cfg: TrainConfig,
                device: torch.device) -> torch.optim.AdamW:
     """AdamW over the groups; the fused kernel where PyTorch has one for the device."""
+    for group in groups:
+        group["lr_scale"] = 1.0  # AdamW's peak rate is lr itself (see make_optimizers)
     return torch.optim.AdamW(
         groups,
         lr=cfg.lr,
@@ -167,23 +173,13 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig,
                     device: torch.device) -> list[torch.optim.Optimizer]:
     """AdamW for every weight, or Muon for the blocks' matrices and AdamW for the rest."""
     if cfg.optimizer == "adamw":
-        groups = param_groups(model, cfg.weight_decay)
-        for group in groups:
-            group["lr_scale"] = 1.0
-        return [make_adamw(groups, cfg, device)]
+        return [make_adamw(param_groups(model, cfg.weight_decay), cfg, device)]
     matrices = [p for name, p in model.named_parameters()
                 if p.dim() == 2 and name.startswith("blocks.")]
-    chosen = {id(p) for p in matrices}
-    rest = [p for p in model.parameters() if id(p) not in chosen]
-    adamw_groups = [
-        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    for group in adamw_groups:
-        group["lr_scale"] = 1.0
     muon = Muon([{"params": matrices, "lr_scale": cfg.muon_lr / cfg.lr}],
                 lr=cfg.muon_lr, momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps)
-    return [muon, make_adamw(adamw_groups, cfg, device)]
+    rest = param_groups(model, cfg.weight_decay, skip=frozenset(id(p) for p in matrices))
+    return [muon, make_adamw(rest, cfg, device)]
 
 # -- train-schedule (book/05-training.md) --
 def run_progress(cfg: TrainConfig, step: int, elapsed: float) -> float:

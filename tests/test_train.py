@@ -118,7 +118,7 @@ def test_orthogonalize_keeps_directions_and_equalises_singular_values() -> None:
         assert o.shape == g.shape
         singular = torch.linalg.svdvals(o)
         assert singular.min() > 0.5 and singular.max() < 1.3
-        # same singular vectors: o is about u v^T, whose product with u v^T's transpose is u u^T
+        # same singular vectors as g: o is about u v^T, so u^T o v is (nearly) diagonal
         assert torch.allclose(u.T @ o @ v, torch.diag(torch.diagonal(u.T @ o @ v)), atol=1e-2)
 
 
