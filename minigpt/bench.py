@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import torch
 from minigpt.train import TrainConfig, TrainData, Trainer
 
 
-# -- cli-bench-train (book/07-command-line.md) --
+# -- bench-train (book/07-command-line.md) --
 @dataclass
 class TrainBench:
     """What `bench train` measured."""
@@ -34,8 +35,6 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
     """Peak memory in bytes so far, and what kind of peak it is."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device), "peak CUDA memory allocated"
-    import resource  # Unix only
-
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss * (1 if sys.platform == "darwin" else 1024), "peak resident memory"  # kB on Linux
 
@@ -47,7 +46,7 @@ def bench_train(cfg: TrainConfig, data: TrainData, *, steps: int | None = None,
         steps = 50
     # No time budget: the learning rate then depends on the step alone, and the loss reached
     # can be compared between machines and settings.
-    trainer = Trainer(dataclasses.replace(cfg, max_time=None), data)  # no out_dir: no files
+    trainer = Trainer(dataclasses.replace(cfg, max_time=None), data)
     first_loss = trainer.train_step().item()
     for _ in range(warmup_steps - 1):
         trainer.train_step()
@@ -62,5 +61,5 @@ def bench_train(cfg: TrainConfig, data: TrainData, *, steps: int | None = None,
     elapsed = time.perf_counter() - start
     tokens = len(losses) * cfg.grad_accum * cfg.batch_size * cfg.block_size
     memory, kind = peak_memory(trainer.device)
-    return TrainBench(str(trainer.device), sum(p.numel() for p in trainer.model.parameters()),
-                      len(losses), elapsed, tokens / elapsed, memory, kind, first_loss, last_loss)
+    return TrainBench(str(trainer.device), trainer.model.num_params(), len(losses), elapsed,
+                      tokens / elapsed, memory, kind, first_loss, last_loss)

@@ -4,31 +4,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from minigpt.bpe_train import train_bpe
-from minigpt.cli import VAL_FRACTION
-from minigpt.data import load_text
+from minigpt.corpus import load_text
+from minigpt.data import split
+from minigpt.tokenizer import Tokenizer
 from minigpt.train import TrainConfig, TrainData
 
 # -- bpe-stage (book/09-subword-gpt.md) --
 BPE_VOCAB_SIZE = 2048  # chosen by the measurement in this chapter
-SWEEP_SIZES = (256, 512, 1024, 2048, 4096)  # the sizes measured, each a stage "bpe-N"
 
 
-def stage_vocab_size(stage: str) -> int:
-    """The vocabulary size of a bpe stage: "bpe" is the chosen size, "bpe-N" is N."""
-    return BPE_VOCAB_SIZE if stage == "bpe" else int(stage.removeprefix("bpe-"))
-
-
-def bpe_stage(cfg: TrainConfig, tokenizer: Any = None) -> TrainData:
+def bpe_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainData:
     """Stage 2: Tiny Shakespeare in byte-pair tokens, learned from the training split."""
     text = load_text(cfg.data)
-    cut = int(len(text) * (1 - VAL_FRACTION))  # the same cut as the char stage
-    train_text, val_text = text[:cut], text[cut:]
+    train_text, val_text = split(text)  # the same cut as the char stage
     if tokenizer is None:
-        tokenizer = train_bpe(train_text, stage_vocab_size(cfg.stage))
+        tokenizer = train_bpe(train_text, cfg.vocab_size or BPE_VOCAB_SIZE)
     return TrainData(tokenizer, torch.tensor(tokenizer.encode(train_text)),
                      torch.tensor(tokenizer.encode(val_text)), train_text, val_text)

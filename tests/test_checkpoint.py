@@ -11,9 +11,12 @@ import torch
 from minigpt.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    load_run,
+    run_tokenizer,
     save_checkpoint,
-    tokenizer_from_dict,
 )
+from minigpt.errors import UserError
+from minigpt.tokenizer import tokenizer_from_dict
 
 
 def a_state(value: float) -> dict:
@@ -96,5 +99,15 @@ def test_pickle_with_code_is_refused_not_run(tmp_path: Path) -> None:
 def test_missing_file_and_unknown_tokenizer(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         load_checkpoint(tmp_path / "nothing.pt")
-    with pytest.raises(CheckpointError, match="unknown tokenizer kind 'morse'"):
+    with pytest.raises(ValueError, match="unknown tokenizer kind 'morse'; known kinds: char"):
         tokenizer_from_dict({"kind": "morse"})
+
+
+def test_a_checkpoint_whose_tokenizer_cannot_be_rebuilt_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "morse.pt"
+    save_checkpoint({**a_state(1.0), "tokenizer": {"kind": "morse"}}, path)
+    with pytest.raises(CheckpointError, match=r"morse\.pt.*unknown tokenizer kind") as e:
+        run_tokenizer(path)
+    assert isinstance(e.value, UserError)  # the command line reports it in one line
+    with pytest.raises(CheckpointError, match=r"morse\.pt: weights do not fit .*Missing key"):
+        load_run(path)  # the weights are checked first, and the message says what is wrong

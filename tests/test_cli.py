@@ -116,3 +116,60 @@ def test_python_dash_m_minigpt(run_dir: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "minigpt", "--help"], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=120)
     assert done.returncode == 0 and "train" in done.stdout and "bench" in done.stdout
+
+
+def test_flags_and_overrides_are_one_typed_setting(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from minigpt.commands import settings
+
+    args = argparse.Namespace(overrides=["max_time=30", "n_layer=2"], data="x.txt", max_time=30.0)
+    assert settings(args) == {"max_time": 30.0, "n_layer": 2, "data": "x.txt"}  # typed values
+    out = str(tmp_path / "run")
+    assert main(["train", "--out", out, "--max-time", "5", "max_time=6"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-time 5.0 and max_time=6.0 disagree" in err and not Path(out).exists()
+
+
+@pytest.mark.parametrize("argv, fault", [
+    (["train", "--preset", "laptop"], "unknown preset 'laptop'; presets: cpu, gpu"),
+    (["train", "--stage", "words"], "unknown stage 'words'; stages: char, bpe"),
+    (["train", "vocab_size=100"], "vocab_size=100: the char stage's vocabulary"),
+    (["bench", "train", "--preset", "laptop"], "unknown preset 'laptop'"),
+])
+def test_unknown_names_are_one_line_errors(argv: list[str], fault: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    if "--data" not in argv and DATA.exists():
+        argv = [*argv, "--data", str(DATA)]
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fault in err and err.count("\n") == 1
+
+
+def test_commands_that_do_not_train_never_import_torch() -> None:
+    """--help, the tokenizer commands and bench tokenizer start without loading PyTorch."""
+    probe = ("import sys\n"
+             "from minigpt.cli import build_parser, main\n"
+             "build_parser()\n"
+             "for argv in (['tokenizer', 'encode', '--tokenizer', 'x.bpe', '--text', 'a'],):\n"
+             "    main(argv)  # a missing file: a one-line error, after the handler's imports\n"
+             "import minigpt.tokenizer_cli, minigpt.tokenizer_bench\n"
+             "print(sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert "cannot read tokenizer x.bpe" in done.stderr
+
+
+def test_the_parser_lists_the_tokenizer_patterns_of_chapter_8() -> None:
+    from minigpt.bpe import PATTERNS
+    from minigpt.cli import build_parser
+
+    tokenizer = build_parser()._subparsers._group_actions[0].choices["tokenizer"]
+    train = tokenizer._subparsers._group_actions[0].choices["train"]
+    (pattern,) = [a for a in train._actions if a.dest == "pattern"]
+    assert pattern.choices == list(PATTERNS)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt import data
-from minigpt.data import CharTokenizer, CorpusError, get_batch, load_text, split
+from minigpt import corpus
+from minigpt.corpus import CorpusError, load_text
+from minigpt.data import CharTokenizer, get_batch, split
 
 SAMPLE = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
 
@@ -48,12 +49,12 @@ def test_download_is_checked_saved_and_then_read_from_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     payload = SAMPLE.encode()
-    monkeypatch.setattr(data, "TINY_SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setattr(corpus, "TINY_SHAKESPEARE_SHA256", hashlib.sha256(payload).hexdigest())
     asked = serve(monkeypatch, payload)
-    path = data.tiny_shakespeare_path(tmp_path)
-    assert path == tmp_path / data.CACHE_NAME and path.read_bytes() == payload
-    assert asked == [data.TINY_SHAKESPEARE_URL]
-    assert data.load_tiny_shakespeare(tmp_path) == SAMPLE
+    path = corpus.tiny_shakespeare_path(tmp_path)
+    assert path == tmp_path / corpus.CACHE_NAME and path.read_bytes() == payload
+    assert asked == [corpus.TINY_SHAKESPEARE_URL]
+    assert corpus.load_tiny_shakespeare(tmp_path) == SAMPLE
     assert len(asked) == 1  # the second read came from the cache
     assert not list(tmp_path.glob("*.part"))
 
@@ -63,16 +64,16 @@ def test_a_download_with_the_wrong_checksum_is_not_saved(
 ) -> None:
     serve(monkeypatch, b"<html>please log in</html>")
     with pytest.raises(CorpusError, match="sha256") as e:
-        data.tiny_shakespeare_path(tmp_path)
+        corpus.tiny_shakespeare_path(tmp_path)
     assert "--data" in str(e.value)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_damaged_cached_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     asked = serve(monkeypatch, b"never asked")
-    (tmp_path / data.CACHE_NAME).write_text(SAMPLE)  # not Tiny Shakespeare
+    (tmp_path / corpus.CACHE_NAME).write_text(SAMPLE)  # not Tiny Shakespeare
     with pytest.raises(CorpusError, match="damaged") as e:
-        data.load_tiny_shakespeare(tmp_path)
+        corpus.load_tiny_shakespeare(tmp_path)
     assert hashlib.sha256(SAMPLE.encode()).hexdigest() in str(e.value)
     assert asked == []
 
@@ -93,8 +94,8 @@ def test_no_network_and_no_file_says_how_to_supply_one(
 def test_download_from_a_file_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "input.txt"
     source.write_text(SAMPLE)
-    monkeypatch.setattr(data, "TINY_SHAKESPEARE_SHA256", data.sha256_of(source))
-    path = data.tiny_shakespeare_path(tmp_path / "cache", url=source.as_uri())
+    monkeypatch.setattr(corpus, "TINY_SHAKESPEARE_SHA256", corpus.sha256_of(source))
+    path = corpus.tiny_shakespeare_path(tmp_path / "cache", url=source.as_uri())
     assert path.read_text() == SAMPLE
 
 
@@ -118,8 +119,8 @@ def test_a_local_file_is_read_whatever_it_contains(
 
 def test_the_local_copy_is_tiny_shakespeare() -> None:
     text = load_text()  # MINIGPT_DATA points at a local copy where there is no network
-    assert len(text) == data.TINY_SHAKESPEARE_BYTES
-    assert hashlib.sha256(text.encode()).hexdigest() == data.TINY_SHAKESPEARE_SHA256
+    assert len(text) == corpus.TINY_SHAKESPEARE_BYTES
+    assert hashlib.sha256(text.encode()).hexdigest() == corpus.TINY_SHAKESPEARE_SHA256
     assert CharTokenizer.from_text(text).vocab_size == 65
 
 

@@ -186,21 +186,23 @@ def test_stage_two_end_to_end(
     corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from minigpt.checkpoint import load_checkpoint
+    from minigpt.tokenizer import tokenizer_from_dict
 
     run_dir = tmp_path / "bpe-run"
-    status, out, _ = run(["train", "--stage", "bpe-512", "--preset", "cpu", "--data", str(corpus),
-                          "--out", str(run_dir), *TINY], capsys)
+    status, out, _ = run(["train", "--stage", "bpe", "--preset", "cpu", "--data", str(corpus),
+                          "--out", str(run_dir), "vocab_size=512", *TINY], capsys)
     assert status == 0, out
     state = load_checkpoint(run_dir / "ckpt.pt")
-    assert state["tokenizer"]["kind"] == "bpe" and len(state["tokenizer"]["merges"]) == 256
+    saved = tokenizer_from_dict(state["tokenizer"])
+    assert state["tokenizer"]["kind"] == "bpe" and len(saved.merges) == 256
     assert state["model_args"]["vocab_size"] == 512
 
     # The tokenizer was learned from the training split only: the validation text is not in it.
     from minigpt.bpe_train import train_bpe
 
     text = corpus.read_text(encoding="utf-8")
-    train_only = train_bpe(text[: int(len(text) * 0.9)], 512).to_dict()
-    assert state["tokenizer"]["merges"] == train_only["merges"]
+    train_only = train_bpe(text[: int(len(text) * 0.9)], 512)
+    assert saved.merges == train_only.merges
 
     status, out, _ = run(["eval", "--run", str(run_dir)], capsys)
     assert status == 0 and "bits/char" in out and "val" in out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -14,18 +16,9 @@ from torch.nn import functional as F
 from minigpt.checkpoint import load_checkpoint
 from minigpt.data import CharTokenizer
 from minigpt.model import GPT, GPTConfig
-from minigpt.train import (
-    TrainConfig,
-    TrainData,
-    accumulate_gradients,
-    learning_rate,
-    make_optimizers,
-    orthogonalize,
-    param_groups,
-    run_progress,
-    split_nll,
-    train,
-)
+from minigpt.optim import Schedule, make_optimizers, orthogonalize, param_groups
+from minigpt.runs import NoRunFolder, RunFolder
+from minigpt.train import TrainConfig, TrainData, Trainer, accumulate_gradients, split_nll, train
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
         "All:\nSpeak, speak.\n\n") * 30
@@ -69,7 +62,7 @@ def test_k_micro_batches_give_the_gradient_of_one_k_times_larger_batch() -> None
 
 def test_param_groups_decay_matrices_only() -> None:
     model = tiny_model()
-    decay, no_decay = param_groups(model, 0.1)
+    decay, no_decay = param_groups(model.parameters(), 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"])
     assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["params"]
@@ -79,7 +72,7 @@ def test_param_groups_decay_matrices_only() -> None:
 
 def test_schedule_warms_up_then_cosine_decays_to_min_lr() -> None:
     cfg = TrainConfig(max_iters=1000, warmup_iters=100, lr=1e-3, min_lr=1e-4)
-    lrs = [learning_rate(cfg, s, run_progress(cfg, s, 0.0)) for s in range(1001)]
+    lrs = [cfg.schedule().rate(s, 0.0) for s in range(1001)]
     assert lrs[0] < 0.02 * cfg.lr
     assert all(a < b for a, b in zip(lrs[:99], lrs[1:100], strict=True))  # warm-up rises
     # The warm-up scales the cosine, which has started to fall: the peak is a little below lr.
@@ -88,9 +81,9 @@ def test_schedule_warms_up_then_cosine_decays_to_min_lr() -> None:
     assert lrs[500] == pytest.approx((cfg.lr + cfg.min_lr) / 2, rel=1e-6)  # cosine midpoint
     assert lrs[-1] == pytest.approx(cfg.min_lr)
     # With a time budget, the clock can end the schedule before the steps do.
-    timed = TrainConfig(max_iters=1000, max_time=10.0, warmup_iters=10, lr=1e-3, min_lr=1e-4)
-    assert learning_rate(timed, 50, run_progress(timed, 50, 10.0)) == pytest.approx(1e-4)
-    assert run_progress(timed, 50, 5.0) == 0.5
+    timed = Schedule(peak=1e-3, floor=1e-4, warmup_iters=10, max_iters=1000, max_time=10.0)
+    assert timed.rate(50, 10.0) == pytest.approx(1e-4)
+    assert timed.progress(50, 5.0) == 0.5
 
 
 def test_split_nll_predicts_every_token_once_in_block_windows() -> None:
@@ -122,10 +115,14 @@ def test_orthogonalize_keeps_directions_and_equalises_singular_values() -> None:
         assert torch.allclose(u.T @ o @ v, torch.diag(torch.diagonal(u.T @ o @ v)), atol=1e-2)
 
 
+def optimizers_of(model: GPT, kind: str) -> list[torch.optim.Optimizer]:
+    return make_optimizers(model, kind, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99),
+                           muon_lr=0.02, muon_momentum=0.95, muon_ns_steps=5, fused=False)
+
+
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest() -> None:
     model = tiny_model()
-    muon, adamw = make_optimizers(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02),
-                                  torch.device("cpu"))
+    muon, adamw = optimizers_of(model, "muon")
     muon_params = {id(p) for g in muon.param_groups for p in g["params"]}
     adamw_params = {id(p) for g in adamw.param_groups for p in g["params"]}
     named = dict(model.named_parameters())
@@ -134,7 +131,7 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest() -> None:
     assert muon_params | adamw_params == {id(p) for p in model.parameters()}
     assert not muon_params & adamw_params
     assert muon.param_groups[0]["lr_scale"] == pytest.approx(20.0)  # 0.02 / 1e-3
-    (only,) = make_optimizers(model, TrainConfig(), torch.device("cpu"))
+    (only,) = optimizers_of(model, "adamw")
     assert isinstance(only, torch.optim.AdamW)
 
 
@@ -205,10 +202,53 @@ def test_max_time_stops_evaluates_and_saves(tmp_path: Path) -> None:
     assert (tmp_path / "loss.png").exists()
 
 
-def test_invalid_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="n_head"):
-        TrainConfig(n_embd=30, n_head=4).validate()
-    with pytest.raises(ValueError, match="dropout"):
-        TrainConfig(dropout=1.5).validate()
-    with pytest.raises(ValueError, match="optimizer='sgd'"):
-        TrainConfig(optimizer="sgd").validate()
+@pytest.mark.parametrize("change, fault", [
+    ({"n_embd": 30, "n_head": 4}, "n_head"),  # the model's rule, from GPTConfig
+    ({"dropout": 1.5}, "dropout"),
+    ({"optimizer": "sgd"}, "optimizer='sgd'"),
+    ({"lr": float("inf")}, "lr=inf"),
+    ({"weight_decay": float("nan")}, "weight_decay=nan"),
+    ({"grad_clip": float("nan")}, "grad_clip=nan"),  # would silently turn clipping off
+    ({"max_time": float("nan")}, "max_time=nan"),  # would silently mean no limit
+    ({"beta2": 1.0}, "beta2"),
+    ({"muon_momentum": -0.1}, "muon_momentum"),
+    ({"muon_lr": 0.0}, "muon_lr"),
+    ({"seed": -1}, "seed"),
+    ({"vocab_size": 0}, "vocab_size"),
+])
+def test_invalid_settings_are_refused_when_made(change: dict, fault: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fault)):
+        TrainConfig(**change)
+    with pytest.raises(ValueError, match=re.escape(fault)):  # a changed copy checks itself too
+        dataclasses.replace(TrainConfig(), **change)
+
+
+def test_the_model_config_is_built_from_the_settings_once() -> None:
+    cfg = TrainConfig(n_layer=3, n_head=2, n_embd=16, block_size=8, dropout=0.1)
+    trainer = Trainer(cfg, make_data())
+    assert trainer.model.config == cfg.model_config(trainer.data.tokenizer.vocab_size)
+    assert trainer.model.config.vocab_size == len(set(TEXT))
+
+
+def test_a_run_without_a_folder_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    monkeypatch.chdir(tmp_path)
+    drawn: list[int] = []
+    monkeypatch.setattr(Trainer, "sample", lambda self: drawn.append(self.step) or "")
+    result = train(TrainConfig(**{**TINY, "max_iters": 12}), make_data())
+    assert result.reason == "max_iters" and result.val_loss is not None
+    assert list(tmp_path.iterdir()) == [] and drawn == []  # no files, and no sample drawn
+    with pytest.raises(ValueError, match="out_dir"):
+        train(TrainConfig(**TINY), make_data(), resume=True)
+
+
+def test_the_run_folder_rewinds_records_to_the_checkpoint(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "run")
+    run.start({"train": {}})
+    for step in (0, 10, 20):
+        run.log_metrics({"step": step, "val_loss": 1.0})
+        run.log_sample(step, lambda: "text")
+    run.rewind(10)
+    assert [r["step"] for r in records(run.metrics)] == [0, 10]
+    assert [r["step"] for r in records(run.samples)] == [0, 10]
+    assert isinstance(NoRunFolder(), RunFolder)  # the loop takes either

@@ -24,7 +24,7 @@ from collections import Counter
 
 from minigpt.bpe import load_gpt2, merge_pair, split_text
 from minigpt.bpe_train import count_pairs, train_bpe, train_fast, train_naive
-from minigpt.data import load_text
+from minigpt.corpus import load_text
 
 # %% [markdown]
 # ## One sentence, merge by merge

@@ -31,20 +31,21 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from minigpt.checkpoint import load_run
-from minigpt.cli import PRESETS, load_stage
+from minigpt.runs import read_jsonl
 from minigpt.sample import sample_text
-from minigpt.train import TrainConfig, read_jsonl, train
+from minigpt.stages import PRESETS, stage_data
+from minigpt.train import train
 
 # %% [markdown]
 # ## The settings
 #
 # We start from the `cpu` preset of chapter 7 and shrink it so that it trains in 30 seconds:
 # two layers instead of four, a width of 64 instead of 128, a context of 32 characters. Any
-# field of `TrainConfig` can be changed the same way.
+# field of `TrainConfig` can be changed the same way, and the changed copy checks itself.
 
 # %%
 cfg = dataclasses.replace(
-    TrainConfig(**PRESETS["cpu"]),
+    PRESETS["cpu"],
     n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=16,
     max_time=30.0, eval_interval=100, eval_iters=10, warmup_iters=50,
 )
@@ -56,7 +57,7 @@ print(cfg)
 # The `char` stage gives us the tokenizer (one token per character) and the two splits.
 
 # %%
-data = load_stage(cfg)
+data = stage_data(cfg)
 print(f"{data.tokenizer.vocab_size} characters in the vocabulary")
 print(f"{len(data.train_text):,} characters for training, {len(data.val_text):,} for validation")
 print(data.train_text[:200])
