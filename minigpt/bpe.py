@@ -7,12 +7,16 @@ from __future__ import annotations
 import functools
 import heapq
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import os
+import tempfile
+from collections.abc import Collection, Iterable, Sequence
 from itertools import pairwise, repeat
 from pathlib import Path
 from typing import Any, Literal
 
 import regex
+import tiktoken
+from tiktoken.load import load_tiktoken_bpe
 
 Pair = tuple[int, int]
 Merge = tuple[int, int, int]  # (left id, right id, id of the merged token)
@@ -102,6 +106,24 @@ def _alternation(texts: Iterable[str]) -> str:
     return "|".join(regex.escape(t) for t in sorted(texts, key=lambda t: (-len(t), t)))
 
 
+# -- bpe-write-atomic (book/08-bpe.md) --
+def _write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so no half file is seen."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp's 0o600 is too tight
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())  # on the disk before the rename makes it visible
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 # -- bpe-file-helpers (book/08-bpe.md) --
 class TokenizerFileError(ValueError):
     """A tokenizer file that cannot be read; the message starts with FILE:LINE."""
@@ -149,7 +171,9 @@ class BPETokenizer:
 
     # -- bpe-tokenizer-build (book/08-bpe.md) --
     def _start(self, pattern: str) -> None:
-        self._set_pattern(pattern)
+        if pattern not in PATTERNS:
+            raise ValueError(f"unknown split pattern {pattern!r}; choose one of {sorted(PATTERNS)}")
+        self.pattern = pattern
         self.byte_ids: list[int] = [-1] * 256  # byte_ids[b] is the token id of byte b; -1: none yet
         self.vocab: dict[int, bytes] = {}  # id -> the bytes it stands for (ordinary tokens)
         self.parts: dict[int, Pair] = {}  # merged id -> the pair it was made from
@@ -158,19 +182,21 @@ class BPETokenizer:
         self.special_ids: dict[int, str] = {}
         self._cache: dict[str, list[int]] = {}  # piece -> its ids, for pieces seen before
 
-    def _set_pattern(self, pattern: str) -> None:
-        if pattern not in PATTERNS:
-            raise ValueError(f"unknown split pattern {pattern!r}; choose one of {sorted(PATTERNS)}")
-        self.pattern = pattern
+    def _check_new_id(self, token: int) -> None:
+        if not isinstance(token, int) or token < 0:
+            raise ValueError(f"token ids are integers >= 0, got {token!r}")
+        if token in self.vocab or token in self.special_ids:
+            raise ValueError(f"token id {token} is defined twice")
 
     def _add_byte(self, byte: int, token: int) -> None:
+        self._check_new_id(token)
         if not 0 <= byte <= 255 or self.byte_ids[byte] >= 0:
             raise ValueError(f"byte {byte:#04x} is out of range or has a token already")
-        self._check_new_id(token)
         self.byte_ids[byte] = token
         self.vocab[token] = bytes([byte])
 
     def _add_merge(self, left: int, right: int, new: int) -> None:
+        self._check_new_id(new)
         for part in (left, right):
             if part not in self.vocab:
                 raise ValueError(f"merge {left} {right} uses token {part}, not defined yet")
@@ -178,23 +204,16 @@ class BPETokenizer:
                 raise ValueError(f"merged token {new} must have a larger id than its part {part}")
         if (left, right) in self.ranks:
             raise ValueError(f"the pair {left} {right} is merged twice")
-        self._check_new_id(new)
         self.vocab[new] = self.vocab[left] + self.vocab[right]
         self.parts[new] = (left, right)
         self.ranks[left, right] = new
 
     def _add_special(self, text: str, token: int) -> None:
+        self._check_new_id(token)
         if not text or text in self.special_tokens:
             raise ValueError(f"special token {text!r} is empty or defined twice")
-        self._check_new_id(token)
         self.special_tokens[text] = token
         self.special_ids[token] = text
-
-    def _check_new_id(self, token: int) -> None:
-        if not isinstance(token, int) or token < 0:
-            raise ValueError(f"token ids are integers >= 0, got {token!r}")
-        if token in self.vocab or token in self.special_ids:
-            raise ValueError(f"token id {token} is defined twice")
 
     def _check_complete(self) -> None:
         if -1 in self.byte_ids:
@@ -212,22 +231,19 @@ class BPETokenizer:
         return [(*self.parts[new], new) for new in sorted(self.parts)]
 
     # -- bpe-tokenizer-encode (book/08-bpe.md) --
-    def _encode_piece(self, piece: str) -> list[int]:
-        # surrogatepass: a lone surrogate (not valid Unicode) becomes bytes instead of an error
-        ids = [self.byte_ids[b] for b in piece.encode("utf-8", "surrogatepass")]
-        if len(ids) > LONG_PIECE:
-            return apply_merges_heap(ids, self.ranks)
-        return apply_merges(ids, self.ranks)
-
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text`, treating any special-token text in it as ordinary text."""
         out: list[int] = []
-        cache = self._cache
+        cache, byte_ids, ranks = self._cache, self.byte_ids, self.ranks
         for piece in split_text(text, self.pattern):
             ids = cache.get(piece)
             if ids is None:
-                ids = self._encode_piece(piece)
-                if len(piece) <= LONG_PIECE:
+                # surrogatepass: a lone surrogate (not valid Unicode) becomes bytes, not an error
+                ids = [byte_ids[b] for b in piece.encode("utf-8", "surrogatepass")]
+                if len(ids) > LONG_PIECE:
+                    ids = apply_merges_heap(ids, ranks)
+                else:
+                    ids = apply_merges(ids, ranks)
                     if len(cache) >= CACHE_SIZE:
                         cache.clear()
                     cache[piece] = ids
@@ -302,94 +318,79 @@ class BPETokenizer:
         colours = ("\x1b[48;5;153m", "\x1b[48;5;222m", "\x1b[48;5;194m", "\x1b[48;5;217m")
         return "".join(f"{colours[k % 4]}\x1b[30m{p}\x1b[0m" for k, p in enumerate(pieces))
 
-    # -- bpe-tokenizer-dict (book/08-bpe.md) --
-    def to_dict(self) -> dict[str, Any]:
-        """Everything needed to rebuild the tokenizer, as JSON-friendly values."""
-        return {
-            "kind": self.kind,
-            "pattern": self.pattern,
-            "byte_ids": list(self.byte_ids),
-            "merges": [list(merge) for merge in self.merges],
-            "special_tokens": dict(self.special_tokens),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
-        """The inverse of `to_dict`."""
-        if data.get("kind") != cls.kind:
-            raise ValueError(f"not a BPE tokenizer: kind is {data.get('kind')!r}")
-        return cls(
-            [tuple(merge) for merge in data["merges"]],
-            byte_ids=data["byte_ids"],
-            pattern=data["pattern"],
-            special_tokens=data["special_tokens"],
-        )
-
     # -- bpe-tokenizer-file (book/08-bpe.md) --
-    def save(self, path: str | Path) -> None:
-        """Write the tokenizer as a readable text file (see `load` for the format)."""
-        Path(path).write_text("".join(line + "\n" for line in self._file_lines()), encoding="utf-8")
-
-    def _file_lines(self) -> Iterator[str]:
-        yield FILE_HEADER
-        yield f"pattern {self.pattern}"
+    def to_dict(self) -> dict[str, Any]:
+        """The tokenizer as the text of its file, under "file": what checkpoints and `save` keep."""
         byte_of = {token: byte for byte, token in enumerate(self.byte_ids)}
+        lines = [FILE_HEADER, f"pattern {self.pattern}"]
         for token in sorted(self.vocab):
             if token in byte_of:
                 entry = f"token {token} byte 0x{byte_of[token]:02x}"
             else:
                 entry = f"token {token} merge {self.parts[token][0]} {self.parts[token][1]}"
-            yield f"{entry:<26} # {self.token_text(token)!r}"
+            lines.append(f"{entry:<26} # {self.token_text(token)!r}")
         for token, text in sorted(self.special_ids.items()):
-            yield f"special {token} {json.dumps(text)}"
+            lines.append(f"special {token} {json.dumps(text)}")
+        return {"kind": self.kind, "file": "".join(line + "\n" for line in lines)}
+
+    def save(self, path: str | Path) -> None:
+        """Write the tokenizer's file atomically: `path` has the old text or the new, never half."""
+        _write_atomic(Path(path), self.to_dict()["file"])
+
+    # -- bpe-tokenizer-load (book/08-bpe.md) --
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<tokenizer dict>") -> BPETokenizer:
+        """Rebuild a tokenizer from `to_dict()`; TokenizerFileError names a malformed line."""
+        if data.get("kind") != cls.kind or not isinstance(data.get("file"), str):
+            kind = data.get("kind")
+            raise ValueError(f"not a BPE tokenizer file: kind {kind!r}, keys {sorted(data)}")
+        lines = data["file"].splitlines()
+        tok = cls.__new__(cls)  # not __init__: the lines are its entries
+        at = "1:"  # where in the file we are, for the error message
+        try:
+            if not lines or lines[0].strip() != FILE_HEADER:
+                raise ValueError(f"expected {FILE_HEADER!r} as the first line")
+            at = "2:"
+            words = lines[1].split("#", 1)[0].split() if len(lines) > 1 else []
+            if len(words) != 2 or words[0] != "pattern":
+                raise ValueError("expected 'pattern NAME' as the second line")
+            tok._start(words[1])
+            for number, line in enumerate(lines[2:], start=3):
+                at = f"{number}:"
+                tok._read_line(line)
+            at = f"{len(lines)}: (end of file)"
+            tok._check_complete()
+        except ValueError as error:
+            raise TokenizerFileError(f"{source}:{at} {error}") from None
+        return tok
 
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:
         """Read a file written by `save`; a malformed line raises TokenizerFileError naming it."""
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-        if not lines or lines[0].strip() != FILE_HEADER:
-            raise TokenizerFileError(f"{path}:1: expected {FILE_HEADER!r} as the first line")
-        tok = cls.__new__(cls)  # an empty tokenizer, filled line by line below
-        tok._start("gpt2")
-        kinds: set[str] = set()
-        for number, line in enumerate(lines[1:], start=2):
-            try:
-                kind = tok._read_line(line)
-                if kind == "pattern" and kind in kinds:
-                    raise ValueError("a second 'pattern' line")
-                kinds.add(kind)
-            except ValueError as error:
-                raise TokenizerFileError(f"{path}:{number}: {error}") from None
+        raw = Path(path).read_bytes()
         try:
-            if "pattern" not in kinds:
-                raise ValueError("the file has no 'pattern' line")
-            tok._check_complete()
-        except ValueError as error:
-            raise TokenizerFileError(f"{path}:{len(lines)}: (end of file) {error}") from None
-        return tok
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            raise TokenizerFileError(f"{path}:{line}: not UTF-8 text ({error.reason})") from None
+        return cls.from_dict({"kind": cls.kind, "file": text}, source=str(path))
 
     # -- bpe-tokenizer-read-line (book/08-bpe.md) --
-    def _read_line(self, line: str) -> str:
+    def _read_line(self, line: str) -> None:
         kind, _, rest = line.strip().partition(" ")
+        words = rest.split("#", 1)[0].split()  # the comment is for people only
         if kind == "special":  # special ID "TEXT": the rest of the line is JSON, '#' included
             token, _, text = rest.strip().partition(" ")
             self._add_special(_json_string(text), _number(token))
-            return kind
-        words = rest.split("#", 1)[0].split()  # the comment is for people only
-        if not kind or kind.startswith("#"):
-            return "comment"
-        if kind == "pattern" and len(words) == 1:
-            self._set_pattern(words[0])
         elif kind == "token" and len(words) == 3 and words[1] == "byte":
             self._add_byte(_number(words[2]), _number(words[0]))
         elif kind == "token" and len(words) == 4 and words[1] == "merge":
             self._add_merge(_number(words[2]), _number(words[3]), _number(words[0]))
-        else:
+        elif kind and not kind.startswith("#"):  # a blank line or a comment adds nothing
             raise ValueError(
-                f"cannot read {line.strip()!r}; expected 'pattern NAME', 'token ID byte 0xHH', "
+                f"cannot read {line.strip()!r}; expected 'token ID byte 0xHH', "
                 "'token ID merge LEFT RIGHT' or 'special ID \"TEXT\"'"
             )
-        return kind
 
     # -- bpe-tokenizer-ranks (book/08-bpe.md) --
     @classmethod
@@ -400,18 +401,18 @@ class BPETokenizer:
         special_tokens: dict[str, int] | None = None,
     ) -> BPETokenizer:
         """Build a tokenizer from tiktoken-style ranks (token bytes -> rank), recovering merges."""
-        tok = cls(byte_ids=[ranks[bytes([b])] for b in range(256)], pattern=pattern)
+        byte_ids = [ranks[bytes([b])] for b in range(256)]
+        recovered: dict[Pair, int] = {}  # pair -> rank: the encoder's `ranks` of the merges so far
         for token_bytes, rank in sorted(ranks.items(), key=lambda item: item[1]):
             if len(token_bytes) == 1:
                 continue
-            # only merges of lower rank exist so far, so this replays how training built the token
-            parts = apply_merges([tok.byte_ids[b] for b in token_bytes], tok.ranks)
+            # only merges of lower rank are known yet, so this replays how training built the token
+            parts = apply_merges([byte_ids[b] for b in token_bytes], recovered)
             if len(parts) != 2:
                 raise ValueError(f"token {token_bytes!r} (rank {rank}) is no merge of two tokens")
-            tok._add_merge(parts[0], parts[1], rank)
-        for text, token in (special_tokens or {}).items():
-            tok._add_special(text, token)
-        return tok
+            recovered[parts[0], parts[1]] = rank
+        merges = [(left, right, new) for (left, right), new in recovered.items()]
+        return cls(merges, byte_ids=byte_ids, pattern=pattern, special_tokens=special_tokens)
 
 
 # -- bpe-gpt2 (book/08-bpe.md) --
@@ -423,7 +424,53 @@ GPT2_SPECIAL_TOKENS = {"<|endoftext|>": 50256}
 @functools.cache
 def load_gpt2() -> BPETokenizer:
     """Our tokenizer with GPT-2's vocabulary, fetched (and cached) by tiktoken's loader."""
-    from tiktoken.load import load_tiktoken_bpe  # imported here: only this function needs it
-
     ranks = load_tiktoken_bpe(GPT2_RANKS_URL, expected_hash=GPT2_RANKS_SHA256)
     return BPETokenizer.from_ranks(ranks, "gpt2", GPT2_SPECIAL_TOKENS)
+
+
+# -- bpe-tiktoken (book/08-bpe.md) --
+class TiktokenGPT2:
+    """OpenAI's tiktoken encoder for GPT-2, with the same interface as our tokenizers."""
+
+    kind = "tiktoken"
+    name = "gpt2"
+
+    def __init__(self) -> None:
+        self.encoding = tiktoken.get_encoding(self.name)  # loaded once, then kept by tiktoken
+
+    @property
+    def vocab_size(self) -> int:
+        return self.encoding.n_vocab
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Collection[str] | Literal["all"] = frozenset(),
+        disallowed_special: Collection[str] | Literal["all"] = "all",
+    ) -> list[int]:
+        """Encode `text`; special-token text is encoded, refused or ignored as BPETokenizer does."""
+        allowed = "all" if allowed_special == "all" else set(allowed_special)  # a set for tiktoken
+        return self.encoding.encode(
+            text, allowed_special=allowed, disallowed_special=disallowed_special
+        )
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text that `ids` stand for; bytes that are not valid UTF-8 become U+FFFD."""
+        ids = list(ids)
+        unknown = [token for token in ids if not 0 <= token < self.vocab_size]
+        if unknown:
+            raise ValueError(f"token id {unknown[0]} is not in the vocabulary")
+        return self.encoding.decode(ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TiktokenGPT2:
+        if data.get("kind") != cls.kind or data.get("name") != cls.name:
+            raise ValueError(f"not tiktoken's gpt2 tokenizer: {data!r}")
+        return cls()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from minigpt.bpe import (  # noqa: E402  (the cache folder must be set before ti
     GPT2_PATTERN,
     GPT4_PATTERN,
     BPETokenizer,
+    TiktokenGPT2,
     TokenizerFileError,
     apply_merges,
     apply_merges_heap,
@@ -240,19 +244,36 @@ def test_special_handling_matches_tiktoken() -> None:
 # --- files ------------------------------------------------------------------------------------
 
 
+def same_tokenizer(a: BPETokenizer, b: BPETokenizer) -> None:
+    assert a.merges == b.merges and a.byte_ids == b.byte_ids and a.pattern == b.pattern
+    assert a.special_tokens == b.special_tokens
+    text = HARD_TEXT + shakespeare()[:2000]
+    assert a.encode(text, allowed_special="all") == b.encode(text, allowed_special="all")
+
+
 def test_save_load_and_dict_round_trip(small_tok: BPETokenizer, tmp_path: Path) -> None:
     path = tmp_path / "tok.bpe"
     small_tok.save(path)
-    again = BPETokenizer.load(path)
-    from_dict = BPETokenizer.from_dict(json.loads(json.dumps(small_tok.to_dict())))
-    text = HARD_TEXT + shakespeare()[:2000]
-    for other in (again, from_dict):
-        assert other.merges == small_tok.merges
-        assert other.special_tokens == small_tok.special_tokens
-        assert other.encode(text, allowed_special="all") == small_tok.encode(
-            text, allowed_special="all"
-        )
-    assert small_tok.to_dict()["kind"] == "bpe"
+    same_tokenizer(BPETokenizer.load(path), small_tok)
+    data = json.loads(json.dumps(small_tok.to_dict()))  # a checkpoint keeps plain JSON values
+    same_tokenizer(BPETokenizer.from_dict(data), small_tok)
+    # one format: the checkpoint's dictionary holds exactly the text of the file
+    assert data == {"kind": "bpe", "file": path.read_text(encoding="utf-8")}
+
+
+def test_round_trip_keeps_a_permuted_byte_order_and_odd_specials(tmp_path: Path) -> None:
+    order = list(range(256))
+    random.Random(1).shuffle(order)
+    specials = {'a "quoted" # hash': 400, "tab\there é": 300, "<|endoftext|>": 301}
+    tok = BPETokenizer([(order[97], order[98], 256), (256, order[99], 299)], byte_ids=order,
+                       pattern="gpt4", special_tokens=specials)
+    tok.save(tmp_path / "odd.bpe")
+    again = BPETokenizer.load(tmp_path / "odd.bpe")
+    assert again.byte_ids == order and again.special_tokens == specials
+    assert again.merges == tok.merges and again.pattern == "gpt4"
+    assert again.encode("abc" + "".join(specials), allowed_special="all") == tok.encode(
+        "abc" + "".join(specials), allowed_special="all"
+    )
 
 
 def good_lines(tok: BPETokenizer, tmp_path: Path) -> list[str]:
@@ -262,20 +283,28 @@ def good_lines(tok: BPETokenizer, tmp_path: Path) -> list[str]:
 
 BROKEN = [
     # (line index to replace, new text or None to delete, expected line number, message)
-    (0, "minigpt-bpe 2", 1, "expected 'minigpt-bpe 1'"),
+    (0, "minigpt-bpe 2", 1, "expected 'minigpt-bpe 1' as the first line"),
     (1, "pattern gpt3", 2, "unknown split pattern 'gpt3'"),
-    (2, "token 0 byte 0x1ff", 3, "out of range"),
-    (300, "token 298 merge 297 999", 301, "uses token 999, not defined yet"),
+    (1, None, 2, "expected 'pattern NAME' as the second line"),
+    (1, "pattern", 2, "expected 'pattern NAME' as the second line"),
+    (2, "pattern gpt2", 3, "cannot read 'pattern gpt2'"),
+    (2, "token 0 byte 0x1ff", 3, "byte 0x1ff is out of range or has a token already"),
+    (300, "token 298 byte 0x41", 301, "byte 0x41 is out of range or has a token already"),
+    (300, "token 298 merge 297 999", 301, "merge 297 999 uses token 999, not defined yet"),
+    (300, "token 298 merge 299 10", 301, "uses token 299, not defined yet"),
     (300, "token 298 merge 297 x7", 301, "'x7' is not a number"),
     (300, "token 256 merge 10 11", 301, "token id 256 is defined twice"),
-    (300, "token 298 merge 299 10", 301, "not defined yet"),
+    (300, "token -1 merge 10 11", 301, "token ids are integers >= 0, got -1"),
+    (300, "token 298 merge 32 116", 301, "the pair 32 116 is merged twice"),
     (300, "tokn 298 merge 1 2", 301, "cannot read 'tokn 298 merge 1 2'"),
     (300, "token 298 merge 1", 301, "cannot read"),
+    (300, "token 298 byte 0x41 0x42", 301, "cannot read"),
     (-1, "special 401 <|pad|>", 404, "must be a JSON string"),
+    (-1, 'special 401 "unterminated', 404, "must be a JSON string"),
     (-1, 'special 399 "<|pad|>"', 404, "token id 399 is defined twice"),
+    (-1, 'special 401 "<|endoftext|>"', 404, "'<|endoftext|>' is empty or defined twice"),
+    (-1, 'special 401 ""', 404, "'' is empty or defined twice"),
     (2, None, 403, "(end of file) every byte needs a token, and byte 0x00 has none"),
-    (1, None, 403, "(end of file) the file has no 'pattern' line"),
-    (2, "pattern gpt2", 3, "a second 'pattern' line"),
 ]
 
 
@@ -285,6 +314,7 @@ def test_malformed_file_names_the_line(
 ) -> None:
     lines = good_lines(small_tok, tmp_path)
     assert len(lines) == 404  # header, pattern, 256 bytes, 144 merges, 2 specials
+    assert lines[256 + 2] == "token 256 merge 32 116     # ' t'"  # the pair some cases reuse
     if new is None:
         del lines[index]
     else:
@@ -295,6 +325,29 @@ def test_malformed_file_names_the_line(
         BPETokenizer.load(path)
     assert str(caught.value).startswith(f"{path}:{line}: ")
     assert message in str(caught.value)
+    assert "\n" not in str(caught.value)  # one line, for the command line's error
+
+
+def test_a_merge_part_with_a_larger_id_names_the_line(tmp_path: Path) -> None:
+    # ids 256..299 are free here, so a merged token can get a smaller id than one of its parts
+    lines = good_lines(BPETokenizer([(97, 98, 300)]), tmp_path)
+    lines.append("token 299 merge 300 99")
+    path = tmp_path / "backwards.bpe"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=r"backwards\.bpe:260: merged token 299 must have"):
+        BPETokenizer.load(path)
+
+
+def test_short_and_undecodable_files_name_the_line(tmp_path: Path) -> None:
+    cases = {b"": "1: expected 'minigpt-bpe 1'", b"minigpt-bpe 1\n": "2: expected 'pattern NAME'",
+             b"minigpt-bpe 1\npattern none\n": "2: (end of file) every byte needs a token",
+             b"minigpt-bpe 1\npattern none\n# \xff\n": "3: not UTF-8 text"}
+    for k, (raw, where) in enumerate(cases.items()):
+        path = tmp_path / f"short{k}.bpe"
+        path.write_bytes(raw)
+        with pytest.raises(TokenizerFileError) as caught:
+            BPETokenizer.load(path)
+        assert str(caught.value).startswith(f"{path}:{where}"), caught.value
 
 
 def test_comments_and_blank_lines_are_ignored(small_tok: BPETokenizer, tmp_path: Path) -> None:
@@ -309,10 +362,61 @@ def test_from_dict_checks_its_input(small_tok: BPETokenizer) -> None:
     data = small_tok.to_dict()
     with pytest.raises(ValueError, match="not a BPE tokenizer"):
         BPETokenizer.from_dict({**data, "kind": "char"})
-    with pytest.raises(ValueError, match="the pair 32 116 is merged twice"):
-        BPETokenizer.from_dict({**data, "merges": [*data["merges"], [32, 116, 999]]})
-    with pytest.raises(ValueError, match="token id 300 is defined twice"):
-        BPETokenizer.from_dict({**data, "merges": [*data["merges"], [1, 2, 300]]})
+    # the dictionary of older checkpoints (merge lists, no file text) is refused by name
+    old = {"kind": "bpe", "pattern": "gpt2", "byte_ids": list(range(256)), "merges": []}
+    with pytest.raises(ValueError, match=r"tokenizer file: kind 'bpe', keys \['byte_ids'"):
+        BPETokenizer.from_dict(old)
+    # a damaged copy is held to the file's rules, and named by a pseudo file name
+    damaged = {**data, "file": data["file"] + "token 999 merge 32 116\n"}
+    with pytest.raises(TokenizerFileError, match=r"^<tokenizer dict>:405: the pair 32 116"):
+        BPETokenizer.from_dict(damaged)
+    with pytest.raises(TokenizerFileError, match=r"^ckpt\.pt\[tokenizer\]:405: "):
+        BPETokenizer.from_dict(damaged, source="ckpt.pt[tokenizer]")
+
+
+def test_the_constructor_checks_each_rule() -> None:
+    cases = [
+        ({"merges": [(97, 98, 256), (97, 98, 257)]}, "the pair 97 98 is merged twice"),
+        ({"merges": [(97, 98, 256), (1, 2, 256)]}, "token id 256 is defined twice"),
+        ({"merges": [(97, 98, 300), (300, 1, 299)]}, "merged token 299 must have a larger id"),
+        ({"merges": [(97, 999, 1000)]}, "uses token 999, not defined yet"),
+        ({"byte_ids": list(range(255))}, "byte 0xff has none"),
+        ({"byte_ids": [*range(255), 0]}, "token id 0 is defined twice"),
+        ({"byte_ids": [*range(255), -3]}, "token ids are integers >= 0, got -3"),
+        ({"special_tokens": {"": 256}}, "'' is empty or defined twice"),
+        ({"special_tokens": {"<|x|>": 97}}, "token id 97 is defined twice"),
+        ({"pattern": "gpt3"}, "unknown split pattern 'gpt3'"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            BPETokenizer(**kwargs)
+
+
+def test_save_is_atomic(small_tok: BPETokenizer, tmp_path: Path,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import minigpt.bpe as bpe
+
+    path = tmp_path / "tok.bpe"
+    path.write_text("the old file\n", encoding="utf-8")
+    os.chmod(path, 0o640)
+
+    def fail(*args: object) -> None:
+        raise KeyboardInterrupt  # as if stopped with Ctrl-C, after the new text was written
+
+    for step in ("fsync", "replace"):
+        with monkeypatch.context() as patch:
+            patch.setattr(bpe.os, step, fail)
+            with pytest.raises(KeyboardInterrupt):
+                small_tok.save(path)
+        assert path.read_text(encoding="utf-8") == "the old file\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.bpe"]  # no temporary left
+    small_tok.save(path)
+    assert BPETokenizer.load(path).merges == small_tok.merges
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.bpe"]
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
+        small_tok.save(tmp_path / "new" / "folder" / "tok.bpe")  # folders are created
+        assert (tmp_path / "new" / "folder" / "tok.bpe").stat().st_mode & 0o777 == 0o644
 
 
 def test_show_brackets_and_colours(small_tok: BPETokenizer) -> None:
@@ -385,3 +489,64 @@ def test_from_ranks_refuses_a_token_that_is_no_merge() -> None:
     ranks[b"abc"] = 256  # no "ab" or "bc" token below it
     with pytest.raises(ValueError, match="is no merge of two tokens"):
         BPETokenizer.from_ranks(ranks)
+
+
+@needs_gpt2
+def test_gpt2_round_trips_through_its_file(tmp_path: Path) -> None:
+    gpt2 = load_gpt2()
+    again = BPETokenizer.from_dict(gpt2.to_dict())
+    assert again.byte_ids == gpt2.byte_ids and again.merges == gpt2.merges
+    assert again.special_tokens == {"<|endoftext|>": 50256}
+    assert again.encode(HARD_TEXT, allowed_special="all") == gpt2.encode(
+        HARD_TEXT, allowed_special="all"
+    )
+
+
+# --- tiktoken behind our interface ------------------------------------------------------------
+
+
+@needs_gpt2
+def test_tiktoken_wrapper_agrees_with_ours_and_with_tiktoken() -> None:
+    import tiktoken
+
+    wrapped, ours, ref = TiktokenGPT2(), load_gpt2(), tiktoken.get_encoding("gpt2")
+    text = HARD_TEXT + shakespeare()[:20_000]
+    assert wrapped.encode_ordinary(text) == ours.encode_ordinary(text) == ref.encode_ordinary(text)
+    for kwargs in ({"allowed_special": "all"}, {"allowed_special": ["<|endoftext|>"]},
+                   {"disallowed_special": ()}, {"disallowed_special": set()}):
+        assert wrapped.encode(text, **kwargs) == ours.encode(text, **kwargs)  # type: ignore[arg-type]
+    for encoder in (wrapped, ours):
+        with pytest.raises(ValueError, match="<|endoftext|>"):
+            encoder.encode(text)  # special-token text is refused by default
+    ids = wrapped.encode(text, allowed_special="all")
+    assert wrapped.decode(iter(ids)) == ours.decode(ids) == text
+    assert wrapped.decode(ids[:1] + [0xBF]) == ours.decode(ids[:1] + [0xBF])  # broken UTF-8
+    assert wrapped.vocab_size == ours.vocab_size == 50257
+
+
+@needs_gpt2
+@settings(max_examples=60, deadline=None)
+@given(text=TEXTS)
+def test_tiktoken_wrapper_agrees_on_random_text(text: str) -> None:
+    assert TiktokenGPT2().encode_ordinary(text) == load_gpt2().encode_ordinary(text)
+
+
+@needs_gpt2
+def test_tiktoken_wrapper_dict_and_errors() -> None:
+    wrapped = TiktokenGPT2()
+    assert wrapped.to_dict() == {"kind": "tiktoken", "name": "gpt2"}
+    again = TiktokenGPT2.from_dict(json.loads(json.dumps(wrapped.to_dict())))
+    assert again.encode("hello world") == [31373, 995]
+    for bad in ({"kind": "tiktoken", "name": "cl100k_base"}, load_gpt2().to_dict()):
+        with pytest.raises(ValueError, match="not tiktoken's gpt2"):
+            TiktokenGPT2.from_dict(bad)
+    for ids in ([1, 50257], [-1]):
+        with pytest.raises(ValueError, match=f"token id {ids[-1]} is not in the vocabulary"):
+            wrapped.decode(ids)
+
+
+def test_importing_the_tokenizer_does_not_import_torch() -> None:
+    code = "import sys, minigpt.bpe; print(sorted(m for m in sys.modules if m.startswith('torch')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"
