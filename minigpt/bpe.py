@@ -7,8 +7,6 @@ from __future__ import annotations
 import functools
 import heapq
 import json
-import os
-import tempfile
 from collections.abc import Collection, Iterable, Sequence
 from itertools import pairwise, repeat
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any, Literal
 import regex
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
+
+from minigpt.files import write_atomically
 
 Pair = tuple[int, int]
 Merge = tuple[int, int, int]  # (left id, right id, id of the merged token)
@@ -104,24 +104,6 @@ def apply_merges_heap(ids: list[int], ranks: dict[Pair, int]) -> list[int]:
 # -- bpe-alternation (book/08-bpe.md) --
 def _alternation(texts: Iterable[str]) -> str:
     return "|".join(regex.escape(t) for t in sorted(texts, key=lambda t: (-len(t), t)))
-
-
-# -- bpe-write-atomic (book/08-bpe.md) --
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename, so no half file is seen."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp's 0o600 is too tight
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())  # on the disk before the rename makes it visible
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # -- bpe-file-helpers (book/08-bpe.md) --
@@ -335,7 +317,8 @@ class BPETokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write the tokenizer's file atomically: `path` has the old text or the new, never half."""
-        _write_atomic(Path(path), self.to_dict()["file"])
+        text = self.to_dict()["file"].encode("utf-8")
+        write_atomically(Path(path), lambda f: f.write(text))
 
     # -- bpe-tokenizer-load (book/08-bpe.md) --
     @classmethod

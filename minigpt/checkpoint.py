@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 
 from minigpt.errors import UserError
+from minigpt.files import write_atomically
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -36,19 +36,9 @@ def first_line(error: BaseException) -> str:
 
 # -- ckpt-save (book/05-training.md) --
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write state to path atomically: a reader sees the old file or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: same file system
-    try:
-        with tmp.open("wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a partial file behind
-        raise
+    """Write state to path atomically (chapter 1's files.py): the old file or the new."""
+    write_atomically(Path(path), lambda f: torch.save({"format": FORMAT, "version": VERSION,
+                                                       **state}, f))
 
 
 # -- ckpt-load (book/05-training.md) --

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from minigpt.files import write_atomically
+
 # -- data-source (book/01-data.md) --
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -62,10 +64,7 @@ def download(url: str, dest: Path, sha256: str, timeout: float = DOWNLOAD_TIMEOU
     if actual != sha256:
         raise CorpusError(f"the file downloaded from {url} has sha256 {actual}, not the "
                           f"expected {sha256}, so it was not saved. {how_to_supply()}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    partial.write_bytes(payload)
-    partial.replace(dest)  # atomic: dest is either absent or complete and checked
+    write_atomically(dest, lambda f: f.write(payload))  # dest: absent, or complete and checked
     return dest
 
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 # -- tokenizer-imports (book/05-training.md) --
 from minigpt.data import CharTokenizer
 # -- tokenizer-imports, continued (book/08-bpe.md) --
-from minigpt.bpe import BPETokenizer
+from minigpt.bpe import BPETokenizer, TiktokenGPT2
 
 
 class Tokenizer(Protocol):
@@ -34,6 +34,7 @@ class Tokenizer(Protocol):
 KINDS: dict[str, Callable[[dict[str, Any]], Tokenizer]] = {"char": CharTokenizer.from_dict}
 # -- tokenizer-kinds, continued (book/08-bpe.md) --
 KINDS["bpe"] = BPETokenizer.from_dict
+KINDS["tiktoken"] = TiktokenGPT2.from_dict
 
 
 # -- tokenizer-from-dict (book/05-training.md) --

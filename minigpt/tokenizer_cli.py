@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import tiktoken
-
-from minigpt.bpe import BPETokenizer, TokenizerFileError, load_gpt2
+from minigpt.bpe import BPETokenizer, TiktokenGPT2, TokenizerFileError, load_gpt2
 from minigpt.bpe_train import train_bpe
 from minigpt.errors import CliError
 from minigpt.lazy import load
@@ -26,7 +24,7 @@ def open_tokenizer(args: argparse.Namespace) -> Any:
     if args.backend == "tiktoken":
         if name != "gpt2":
             raise CliError("--backend tiktoken works only with --tokenizer gpt2")
-        return tiktoken.get_encoding("gpt2")
+        return TiktokenGPT2()
     if name == "gpt2":
         return load_gpt2()
     path = Path(name)

@@ -394,7 +394,7 @@ def test_the_constructor_checks_each_rule() -> None:
 
 def test_save_is_atomic(small_tok: BPETokenizer, tmp_path: Path,
                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import minigpt.bpe as bpe
+    import minigpt.files as files
 
     path = tmp_path / "tok.bpe"
     path.write_text("the old file\n", encoding="utf-8")
@@ -405,7 +405,7 @@ def test_save_is_atomic(small_tok: BPETokenizer, tmp_path: Path,
 
     for step in ("fsync", "replace"):
         with monkeypatch.context() as patch:
-            patch.setattr(bpe.os, step, fail)
+            patch.setattr(files.os, step, fail)
             with pytest.raises(KeyboardInterrupt):
                 small_tok.save(path)
         assert path.read_text(encoding="utf-8") == "the old file\n"

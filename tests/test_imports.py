@@ -16,20 +16,21 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt"
 LAYERS = [
-    # 0: depend on nothing of ours
-    {"__init__", "_literate", "errors", "lazy", "corpus", "attention", "bpe", "console"},
-    # 1: the pieces of a model and of a tokenizer
-    {"data", "model", "bpe_train"},
-    # 2: what builds on one piece
-    {"bigram", "tokenizer", "optim", "sample", "tokenizer_bench"},
-    # 3: checkpoints, then what reads or writes them
-    {"checkpoint"},
+    # depend on nothing of ours
+    {"__init__", "_literate", "errors", "lazy", "files", "attention", "console"},
+    # the pieces: a corpus, a tokenizer, characters as numbers, a model
+    {"corpus", "bpe", "data", "model"},
+    # what builds on one piece
+    {"bpe_train", "bigram", "tokenizer", "optim", "sample"},
+    # checkpoints, and the tokenizer benchmark
+    {"checkpoint", "tokenizer_bench"},
+    # what reads or writes checkpoints
     {"runs", "tokenizer_cli"},
-    # 4: training, then what chooses what to train
+    # training, then what chooses what to train
     {"train"},
     {"subword", "bench"},
     {"stages"},
-    # 5: the command line
+    # the command line
     {"commands"},
     {"cli"},
     {"__main__"},
