@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
+
+from minigpt.tokenizer import Tokenizer
 
 
 # -- sample-probs (book/06-sampling.md) --
@@ -69,7 +69,7 @@ def generate(
 # -- sample-text (book/06-sampling.md) --
 def sample_text(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompt: str,
     max_new_tokens: int,
     *,

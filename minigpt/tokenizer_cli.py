@@ -9,7 +9,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from minigpt.bpe import BPETokenizer, TiktokenGPT2, TokenizerFileError, load_gpt2
 from minigpt.bpe_train import train_bpe
@@ -18,7 +17,7 @@ from minigpt.lazy import load
 
 
 # -- bpe-cli-open (book/09-subword-gpt.md) --
-def open_tokenizer(args: argparse.Namespace) -> Any:
+def open_tokenizer(args: argparse.Namespace) -> BPETokenizer | TiktokenGPT2:
     """The tokenizer named by --tokenizer (and --backend), or CliError."""
     name = args.tokenizer
     if args.backend == "tiktoken":
@@ -51,7 +50,7 @@ def read_input(args: argparse.Namespace) -> str:
         raise CliError(f"cannot read {args.input}: {error}") from None
 
 
-def encode_input(args: argparse.Namespace, tokenizer: Any) -> list[int]:
+def encode_input(args: argparse.Namespace, tokenizer: BPETokenizer | TiktokenGPT2) -> list[int]:
     allowed = "all" if args.allow_special else set()
     try:
         return tokenizer.encode(read_input(args), allowed_special=allowed)

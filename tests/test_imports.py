@@ -21,9 +21,9 @@ LAYERS = [
     # the pieces: a corpus, a tokenizer, characters as numbers, a model
     {"corpus", "bpe", "data", "model"},
     # what builds on one piece
-    {"bpe_train", "bigram", "tokenizer", "optim", "sample"},
-    # checkpoints, and the tokenizer benchmark
-    {"checkpoint", "tokenizer_bench"},
+    {"bpe_train", "bigram", "tokenizer", "optim"},
+    # sampling, checkpoints, and the tokenizer benchmark
+    {"sample", "checkpoint", "tokenizer_bench"},
     # what reads or writes checkpoints
     {"runs", "tokenizer_cli"},
     # training, then what chooses what to train
