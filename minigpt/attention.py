@@ -34,7 +34,7 @@ def attention_manual(q: Tensor, k: Tensor, v: Tensor, causal: bool = True,
 class CausalSelfAttention(nn.Module):
     """n_head heads of causal self-attention over (B, T, n_embd) inputs, in one module."""
 
-    def __init__(self, n_embd: int, n_head: int, block_size: int, dropout: float = 0.0,
+    def __init__(self, n_embd: int, n_head: int, *, block_size: int, dropout: float = 0.0,
                  bias: bool = True, fused: bool = True) -> None:
         super().__init__()
         if n_embd % n_head:

@@ -58,11 +58,12 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One Transformer block: attention, then MLP, each on a normalised copy, added back."""
 
-    def __init__(self, config: GPTConfig, fused: bool = True) -> None:
+    def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.block_size,
-                                        config.dropout, config.bias, fused)
+        self.attn = CausalSelfAttention(config.n_embd, config.n_head,
+                                        block_size=config.block_size, dropout=config.dropout,
+                                        bias=config.bias)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -76,13 +77,13 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """A GPT language model: ids (B, T) to next-token logits (B, T, vocab_size)."""
 
-    def __init__(self, config: GPTConfig, fused: bool = True) -> None:
+    def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config, fused) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.tok_emb.weight  # weight tying: one matrix, two uses

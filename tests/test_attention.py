@@ -85,6 +85,6 @@ def test_bad_settings_and_long_inputs_are_refused() -> None:
 
 
 def test_state_dict_is_the_same_fused_or_not() -> None:
-    a = CausalSelfAttention(8, 2, 4, fused=True).state_dict()
-    b = CausalSelfAttention(8, 2, 4, fused=False).state_dict()
+    a = CausalSelfAttention(8, 2, block_size=4, fused=True).state_dict()
+    b = CausalSelfAttention(8, 2, block_size=4, fused=False).state_dict()
     assert a.keys() == b.keys() == {"qkv.weight", "qkv.bias", "proj.weight", "proj.bias"}
