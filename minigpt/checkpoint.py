@@ -28,6 +28,7 @@ def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:200] if text else type(error).__name__
 
+
 # -- ckpt-save (book/05-training.md) --
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write state to path atomically: a reader sees the old file or the new, never half."""
@@ -43,6 +44,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a partial file behind
         raise
+
 
 # -- ckpt-load (book/05-training.md) --
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -64,6 +66,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return state
 
+
 # -- ckpt-tokenizer (book/05-training.md) --
 def tokenizer_from_dict(d: dict[str, Any]) -> Any:
     """Rebuild a tokenizer from its to_dict(), by its "kind"."""
@@ -79,6 +82,7 @@ def tokenizer_from_dict(d: dict[str, Any]) -> Any:
 
         return BPETokenizer.from_dict(d)
     raise CheckpointError(f"unknown tokenizer kind {kind!r}")
+
 
 # -- ckpt-run (book/05-training.md) --
 @dataclass

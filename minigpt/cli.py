@@ -36,9 +36,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+
 # -- cli-errors (book/07-command-line.md) --
 class CliError(Exception):
     """A mistake in the command line or its inputs: reported in one line, no traceback."""
+
 
 # -- cli-overrides (book/07-command-line.md) --
 def parse_value(raw: str, annotation: Any) -> Any:
@@ -87,6 +89,7 @@ def saved_config(settings: dict[str, Any], where: Path | str) -> TrainConfig:
     except TypeError as e:  # written by another version of this code
         raise CliError(f"{where}: settings this version does not know ({e})") from None
 
+
 # -- cli-stage-registry (book/07-command-line.md) --
 StageLoader = Callable[[TrainConfig, Any], TrainData]
 
@@ -124,6 +127,7 @@ def load_stage(cfg: TrainConfig, tokenizer: Any = None) -> TrainData:
     except OSError as e:
         raise CliError(f"cannot read the corpus: {e}") from e
 
+
 # -- cli-train (book/07-command-line.md) --
 def add_train_command(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model", description="Train a GPT; "
@@ -159,6 +163,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"run saved in {out} ({result.reason} at step {result.step})")
     return 130 if result.reason == "interrupted" else 0  # 130: the shell's code for Ctrl-C
 
+
 # -- cli-sample (book/07-command-line.md) --
 def add_sample_command(sub: Any) -> None:
     p = sub.add_parser("sample", help="generate text from a trained run")
@@ -186,6 +191,7 @@ def run_sample(args: argparse.Namespace) -> int:
     print(text)
     return 0
 
+
 # -- cli-eval (book/07-command-line.md) --
 def add_eval_command(sub: Any) -> None:
     p = sub.add_parser("eval", help="loss and bits per character on the whole splits")
@@ -210,6 +216,7 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"{name:5}  loss {nll / count:.4f}  bits/char {nll / len(text) / math.log(2):.4f}"
                   f"  ({count:,} predictions, {len(text):,} characters)")
     return 0
+
 
 # -- cli-bench (book/07-command-line.md) --
 def add_bench_command(sub: Any) -> None:
@@ -251,6 +258,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
     print(f"loss:        {r.first_loss:.3f} untrained, {r.last_loss:.3f} after the timed steps")
     return 0
 
+
 # -- cli-parser (book/07-command-line.md) --
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -266,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tokenizer_command(sub)
     return parser
+
 
 # -- cli-main (book/07-command-line.md) --
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """A GPT language model: ids (B, T) to next-token logits (B, T, vocab_size)."""
 
+    # -- gpt-init (book/04-gpt.md) --
     def __init__(self, config: GPTConfig, fused: bool = True) -> None:
         super().__init__()
         self.config = config
@@ -106,8 +107,8 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         """The number of parameters; the tied matrix counts once."""
         return sum(p.numel() for p in self.parameters())
-# -- gpt-model, continued (book/04-gpt.md) --
 
+    # -- gpt-forward (book/04-gpt.md) --
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, vocab_size) for ids (B, T); with targets (B, T), also the mean loss."""
         B, T = idx.shape

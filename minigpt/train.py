@@ -89,6 +89,7 @@ class TrainConfig:
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r}: must be auto, float32 or bfloat16")
 
+
 # -- train-data (book/05-training.md) --
 @dataclass
 class TrainData:
@@ -99,6 +100,7 @@ class TrainData:
     val_ids: Tensor
     train_text: str
     val_text: str
+
 
 # -- train-optimizer (book/05-training.md) --
 def param_groups(model: nn.Module, weight_decay: float,
@@ -131,6 +133,7 @@ def make_adamw(groups: list[dict[str, Any]], cfg: TrainConfig,
         fused=device.type in ("cuda", "cpu"),
     )
 
+
 # -- train-muon (book/05-training.md) --
 def orthogonalize(g: Tensor, steps: int = 5) -> Tensor:
     """Approximately U V^T for g = U S V^T: g's directions, all singular values near 1."""
@@ -142,9 +145,9 @@ def orthogonalize(g: Tensor, steps: int = 5) -> Tensor:
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x if wide else x.T
+
+
 # -- train-muon, continued (book/05-training.md) --
-
-
 class Muon(torch.optim.Optimizer):
     """Nesterov momentum whose update is orthogonalised; for 2-D weight matrices only."""
 
@@ -181,6 +184,7 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig,
     rest = param_groups(model, cfg.weight_decay, skip=frozenset(id(p) for p in matrices))
     return [muon, make_adamw(rest, cfg, device)]
 
+
 # -- train-schedule (book/05-training.md) --
 def run_progress(cfg: TrainConfig, step: int, elapsed: float) -> float:
     """How much of the run's budget is spent, 0 to 1: steps or seconds, whichever is further."""
@@ -195,6 +199,7 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     warm = min(1.0, (step + 1) / cfg.warmup_iters) if cfg.warmup_iters else 1.0
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 at the start, 0 at the end
     return warm * (cfg.min_lr + (cfg.lr - cfg.min_lr) * cosine)
+
 
 # -- train-batches (book/05-training.md) --
 def windows(ids: Tensor, block_size: int) -> Tensor:
@@ -214,6 +219,7 @@ def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator) -> tupl
     batch = rows[ix]
     return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
 
+
 # -- train-accumulate (book/05-training.md) --
 def accumulate_gradients(
     model: nn.Module,
@@ -231,6 +237,7 @@ def accumulate_gradients(
         (loss / len(micro_batches)).backward()
         losses.append(loss.detach().float())
     return torch.stack(losses).mean()
+
 
 # -- train-evaluate (book/05-training.md) --
 @torch.no_grad()
@@ -288,6 +295,7 @@ def split_nll(
     model.train(was_training)
     return total.item(), ids.numel() - 1
 
+
 # -- train-records (book/05-training.md) --
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Add one JSON record as a line."""
@@ -330,6 +338,7 @@ def plot_losses(metrics_path: Path, png_path: Path | None = None) -> Any:
         fig.savefig(png_path, dpi=100)
     return fig
 
+
 # -- train-progress (book/05-training.md) --
 class Progress:
     """A one-line bar on stderr, redrawn in place; silent when stderr is not a terminal."""
@@ -354,6 +363,7 @@ class Progress:
             self.drawn = False
         print(text, flush=True)
 
+
 # -- train-interrupt (book/05-training.md) --
 @contextmanager
 def ctrl_c_sets_flag() -> Iterator[threading.Event]:
@@ -373,6 +383,7 @@ def ctrl_c_sets_flag() -> Iterator[threading.Event]:
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
+
 
 # -- train-trainer (book/05-training.md) --
 def pick_device(name: str = "auto") -> torch.device:
