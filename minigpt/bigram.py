@@ -15,6 +15,7 @@ from minigpt.data import get_batch
 class BigramLM(nn.Module):
     """Predicts the next token from the current one alone, by looking up a row of logits."""
 
+    # -- bigram-lookup (book/02-bigram.md) --
     def __init__(self, vocab_size: int) -> None:
         super().__init__()
         self.table = nn.Embedding(vocab_size, vocab_size)  # row i: logits of what follows i
@@ -27,8 +28,8 @@ class BigramLM(nn.Module):
             return logits, None
         B, T, V = logits.shape
         return logits, F.cross_entropy(logits.view(B * T, V), targets.reshape(B * T))
-# -- bigram-model, continued (book/02-bigram.md) --
 
+    # -- bigram-generate (book/02-bigram.md) --
     @torch.no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int,
                  generator: torch.Generator | None = None) -> Tensor:

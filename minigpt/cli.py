@@ -80,9 +80,9 @@ def add_bench_train(targets: Subparsers) -> None:
 
 # -- cli-bench-targets (book/07-command-line.md) --
 BENCH_TARGETS: list[Callable[[Subparsers], None]] = [add_bench_train]
+
+
 # -- cli-bench-targets, continued (book/08-bpe.md) --
-
-
 def add_bench_tokenizer(targets: Subparsers) -> None:
     p = targets.add_parser("tokenizer", help="BPE training and encoding speed, with tiktoken's")
     p.add_argument("--data", help="corpus file (default: $MINIGPT_DATA, else downloaded)")
@@ -97,9 +97,9 @@ BENCH_TARGETS.append(add_bench_tokenizer)
 COMMANDS: list[Callable[[Subparsers], None]] = [
     add_train_command, add_sample_command, add_eval_command, add_bench_command,
 ]
+
+
 # -- cli-commands, continued (book/09-subword-gpt.md) --
-
-
 def add_tokenizer_command(sub: Subparsers) -> None:
     p = sub.add_parser("tokenizer", help="train, use and inspect BPE tokenizers")
     commands = p.add_subparsers(dest="action", required=True, metavar="ACTION")

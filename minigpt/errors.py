@@ -6,8 +6,8 @@
 
 class UserError(Exception):
     """A mistake in what the user gave (a setting, a file, a command line)."""
+
+
 # -- errors-module, continued (book/07-command-line.md) --
-
-
 class CliError(UserError):
     """A mistake in the command line or its inputs: reported in one line, no traceback."""

@@ -77,6 +77,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """A GPT language model: ids (B, T) to next-token logits (B, T, vocab_size)."""
 
+    # -- gpt-init (book/04-gpt.md) --
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
@@ -91,9 +92,9 @@ class GPT(nn.Module):
         # The layers that write into the residual stream: smaller, so the sum of 2 * n_layer
         # of them starts with about the same size as one.
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=residual_std)
+        for block in self.blocks:
+            for layer in (block.attn.proj, block.mlp.proj):
+                nn.init.normal_(layer.weight, mean=0.0, std=residual_std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -107,8 +108,8 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         """The number of parameters; the tied matrix counts once."""
         return sum(p.numel() for p in self.parameters())
-# -- gpt-model, continued (book/04-gpt.md) --
 
+    # -- gpt-forward (book/04-gpt.md) --
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, vocab_size) for ids (B, T); with targets (B, T), also the mean loss."""
         B, T = idx.shape

@@ -39,6 +39,7 @@ def next_token_probs(
         probs = probs / probs.sum(-1, keepdim=True)
     return probs
 
+
 # -- sample-generate (book/06-sampling.md) --
 @torch.no_grad()
 def generate(
@@ -65,6 +66,7 @@ def generate(
     finally:
         model.train(was_training)
     return idx
+
 
 # -- sample-text (book/06-sampling.md) --
 def sample_text(

@@ -393,9 +393,9 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
     run.save(trainer.state())
     run.plot()
     return TrainResult(reason, trainer.step, val_loss, val_bpc)
+
+
 # -- train-fit, continued (book/05-training.md) --
-
-
 def start_line(trainer: Trainer) -> str:
     cfg = trainer.cfg
     budget = f", at most {cfg.max_time:g} s" if cfg.max_time is not None else ""
@@ -439,9 +439,9 @@ def stop_reason(trainer: Trainer, interrupted: threading.Event) -> str | None:
     if trainer.cfg.max_time is not None and trainer.elapsed() >= trainer.cfg.max_time:
         return "max_time"
     return None
+
+
 # -- train-fit, continued (book/05-training.md) --
-
-
 def train(
     cfg: TrainConfig,
     data: TrainData,
