@@ -3,7 +3,7 @@
 The built book typesets its formulas with a copy of MathJax served from the site itself, so a
 reader needs no network. The copy is not committed: this script downloads the pinned npm
 package once (``npm pack``, checked against its sha512), and keeps only the files the page needs.
-hooks/literate.py then adds them to the site at build time, and refuses to build without them.
+hooks/mathjax.py then adds them to the site at build time, and refuses to build without them.
 
     python scripts/fetch_mathjax.py                  # download with npm (once; then a no-op)
     python scripts/fetch_mathjax.py --tarball FILE   # use an already downloaded mathjax-3.2.2.tgz

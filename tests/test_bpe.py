@@ -67,7 +67,12 @@ TRICKY = st.sampled_from(
     ["👍🏽", "👨\u200d👩\u200d👧", "e\u0301", "\u0301", "日本語", "한국어", "مرحبا", "\x00", "\x1b",
      "\x7f", "\r\n", "\t", " " * 17, "\n" * 5, "\u2028", "\ufeff", "'s", "'LL", "123456", "<|"]
 )
-TEXTS = st.lists(st.one_of(st.text(max_size=12), TRICKY), max_size=12).map("".join)
+# Characters that Python's own Unicode database knows. A code point that is unassigned there
+# may be a letter in a newer table: the `regex` package and tiktoken each ship their own, of
+# different Unicode versions, and disagree on such characters (U+3D000 was one, with regex
+# 2026.11), which says nothing about our code.
+ASSIGNED = st.characters(exclude_categories=("Cn", "Cs"))
+TEXTS = st.lists(st.one_of(st.text(ASSIGNED, max_size=12), TRICKY), max_size=12).map("".join)
 
 
 @settings(max_examples=150, deadline=None)
