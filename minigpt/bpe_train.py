@@ -112,11 +112,19 @@ class PairIndex:
             if self.count.get(new_pair, 0) > 0:
                 heapq.heappush(self.heap, (-self.count[new_pair], new_pair))
 
+    def token_count(self) -> int:
+        """The corpus's length in tokens now: its live positions, each counted per occurrence."""
+        return sum(w for token, w in zip(self.ids, self.weight, strict=True) if token >= 0)
+
 
 # -- bpe-train-fast (book/08-bpe.md) --
 def train_fast(text: str, vocab_size: int, pattern: str = "gpt2") -> list[Merge]:
     """Learn the same merges as `train_naive`, touching only what each merge changes."""
-    index = PairIndex(Counter(split_text(text, pattern)))
+    return learn_merges(PairIndex(Counter(split_text(text, pattern))), vocab_size)
+
+
+def learn_merges(index: PairIndex, vocab_size: int) -> list[Merge]:
+    """Merge the index's most frequent pair until the vocabulary is full or no pair is left."""
     merges: list[Merge] = []
     for new_id in range(256, vocab_size):
         pair = index.best_pair()
@@ -139,9 +147,18 @@ def train_bpe(
     trainer: str = "fast",
 ) -> BPETokenizer:
     """Train a byte-level BPE tokenizer on `text` with `vocab_size - 256` merges."""
+    check_vocab_size(vocab_size)
+    return bpe_tokenizer(TRAINERS[trainer](text, vocab_size, pattern), pattern, special_tokens)
+
+
+def check_vocab_size(vocab_size: int) -> None:
     if vocab_size < 256:
         raise ValueError(f"vocab_size must be at least 256 (one token per byte), got {vocab_size}")
-    merges = TRAINERS[trainer](text, vocab_size, pattern)
+
+
+def bpe_tokenizer(merges: list[Merge], pattern: str,
+                  special_tokens: Sequence[str] = ()) -> BPETokenizer:
+    """The tokenizer of the merges, with the special tokens numbered after them."""
     first_special = 256 + len(merges)
     specials = {token: first_special + k for k, token in enumerate(special_tokens)}
     return BPETokenizer(merges, pattern=pattern, special_tokens=specials)

@@ -555,3 +555,27 @@ def test_importing_the_tokenizer_does_not_import_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=TEXTS)
+def test_the_index_counts_the_tokens_encoding_gives(text: str) -> None:
+    """After training, the index's token count is the length of the text's encoding."""
+    from collections import Counter
+
+    from minigpt.bpe_train import PairIndex, bpe_tokenizer, learn_merges
+
+    index = PairIndex(Counter(split_text(text, "gpt2")))
+    tokenizer = bpe_tokenizer(learn_merges(index, 300), "gpt2")
+    assert index.token_count() == len(tokenizer.encode_ordinary(text))
+
+
+def test_the_index_counts_shakespeares_tokens() -> None:
+    from collections import Counter
+
+    from minigpt.bpe_train import PairIndex, bpe_tokenizer, learn_merges
+
+    text = shakespeare()[:100_000]
+    index = PairIndex(Counter(split_text(text, "gpt2")))
+    tokenizer = bpe_tokenizer(learn_merges(index, 512), "gpt2")
+    assert index.token_count() == len(tokenizer.encode_ordinary(text)) < len(text) // 2
