@@ -112,6 +112,8 @@ def add_tokenizer_command(sub: Subparsers) -> None:
     t.add_argument("--special", action="append", default=[], metavar="TEXT",
                    help="a special token, such as <|endoftext|> (repeatable)")
     t.add_argument("--out", required=True, help="where to write the tokenizer file")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it is a tokenizer file already")
     t.set_defaults(handler="minigpt.tokenizer_cli:run_tokenizer_train")
     for name in ("encode", "show"):
         e = commands.add_parser(name, help=f"{name} text")
