@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python -m minigpt train --stage char --preset cpu --out $(RUN)
+	$(BIN)/python -m minigpt train --stage char --preset cpu --out $(RUN) --overwrite
 	$(BIN)/python -m minigpt sample --run $(RUN) --prompt "ROMEO:" --max-new-tokens 300 --seed 1
 
 $(MATHJAX): | setup

@@ -24,13 +24,15 @@ Subparsers = Any  # what argparse's add_subparsers() returns (a private class)
 def add_train_command(sub: Subparsers) -> None:
     p = sub.add_parser("train", help="train a model", description="Train a GPT; "
                        "writes config.json, metrics.jsonl, samples.jsonl, loss.png, ckpt.pt.")
-    p.add_argument("--stage", default="char", help="what to train on: char (chapter 7) or "
+    p.add_argument("--stage", help="what to train on: char (chapter 7, the default) or "
                    "bpe (chapter 9)")
-    p.add_argument("--preset", default="cpu", help="cpu or gpu (default cpu)")
+    p.add_argument("--preset", help="cpu (the default) or gpu")
     p.add_argument("--out", help="run folder (default: runs/STAGE-PRESET)")
     p.add_argument("--data", help="corpus file (default: $MINIGPT_DATA, else downloaded)")
     p.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-clock budget")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run (or run files) already in --out")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting")
     p.set_defaults(handler="minigpt.commands:run_train")
 
@@ -69,8 +71,8 @@ def add_bench_command(sub: Subparsers) -> None:
 
 def add_bench_train(targets: Subparsers) -> None:
     p = targets.add_parser("train", help="training throughput, peak memory, loss reached")
-    p.add_argument("--stage", default="char", help="char (chapter 7) or bpe (chapter 9)")
-    p.add_argument("--preset", default="cpu", help="cpu or gpu (default cpu)")
+    p.add_argument("--stage", help="char (chapter 7, the default) or bpe (chapter 9)")
+    p.add_argument("--preset", help="cpu (the default) or gpu")
     p.add_argument("--data", help="corpus file (default: $MINIGPT_DATA, else downloaded)")
     p.add_argument("--steps", type=int, help="timed steps (default 50)")
     p.add_argument("--seconds", type=float, help="timed seconds instead of steps")
@@ -110,6 +112,8 @@ def add_tokenizer_command(sub: Subparsers) -> None:
     t.add_argument("--special", action="append", default=[], metavar="TEXT",
                    help="a special token, such as <|endoftext|> (repeatable)")
     t.add_argument("--out", required=True, help="where to write the tokenizer file")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it is a tokenizer file already")
     t.set_defaults(handler="minigpt.tokenizer_cli:run_tokenizer_train")
     for name in ("encode", "show"):
         e = commands.add_parser(name, help=f"{name} text")
@@ -153,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return load(args.handler)(args)
-    except UserError as e:  # CliError, CheckpointError: the user's to fix, in one line
+    except UserError as e:  # CliError, CheckpointError, RunFailed: in one line
         print(f"minigpt {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_status
     except KeyboardInterrupt:  # outside training, which handles Ctrl-C itself
         print(f"minigpt {args.command}: interrupted", file=sys.stderr)
         return 130

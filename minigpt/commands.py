@@ -16,6 +16,7 @@ import torch
 from minigpt.bench import bench_train
 from minigpt.checkpoint import load_checkpoint, load_run, saved_tokenizer
 from minigpt.errors import CliError
+from minigpt.runs import RUN_FILES, RunFolder
 from minigpt.sample import sample_text
 from minigpt.stages import preset, stage_data
 from minigpt.tokenizer import Tokenizer
@@ -61,7 +62,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The overrides of a command line, with its --data and --max-time flags among them."""
     changes = parse_overrides(args.overrides)
-    flags = {"data": getattr(args, "data", None), "max_time": getattr(args, "max_time", None)}
+    flags = {name: getattr(args, name, None) for name in ("stage", "preset", "data", "max_time")}
     for key, value in flags.items():
         if value is None:
             continue
@@ -100,20 +101,41 @@ def load_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainData
 
 # -- cmd-train (book/07-command-line.md) --
 def run_train(args: argparse.Namespace) -> int:
-    out = Path(args.out or f"runs/{args.stage}-{args.preset}")
     changes = settings(args)
+    out = Path(args.out or f"runs/{changes.get('stage', 'char')}-{changes.get('preset', 'cpu')}")
     tokenizer = None
     if args.resume:
+        if args.overwrite:
+            raise CliError("--resume continues the run in --out and --overwrite replaces it; "
+                           "give one of them")
         state = load_checkpoint(out / "ckpt.pt")
-        cfg = configure(saved_config(state["train_config"], out), changes)
+        saved = saved_config(state["train_config"], out)
+        cfg = configure(saved, changes)
+        same_origin(saved, cfg, out)
         tokenizer = saved_tokenizer(state, out / "ckpt.pt")
     else:
-        cfg = configure(named_preset(args.preset, args.stage), changes)
-        if (out / "ckpt.pt").exists():
-            print(f"note: replacing the run in {out}")
-    result = train(cfg, load_data(cfg, tokenizer), out, resume=args.resume)
+        cfg = configure(base_config(changes), changes)
+        RunFolder(out).check_new(args.overwrite)  # a RunFolderError, one line like a CliError
+        if args.overwrite and any((out / name).exists() for name in RUN_FILES):
+            print(f"note: the run in {out} is replaced once the new one's first checkpoint "
+                  "is saved")
+    result = train(cfg, load_data(cfg, tokenizer), out, resume=args.resume,
+                   overwrite=args.overwrite)
     print(f"run saved in {out} ({result.reason} at step {result.step})")
     return 130 if result.reason == "interrupted" else 0  # 130: the shell's code for Ctrl-C
+
+
+def base_config(changes: dict[str, Any]) -> TrainConfig:
+    """The preset a new run starts from: the one changes name (default cpu), for its stage."""
+    return named_preset(changes.get("preset", "cpu"), changes.get("stage", "char"))
+
+
+def same_origin(saved: TrainConfig, cfg: TrainConfig, out: Path) -> None:
+    """Refuse to resume a run as another stage or preset than it was trained as."""
+    for name in ("stage", "preset"):
+        if getattr(cfg, name) != getattr(saved, name):
+            raise CliError(f"{out} is a run of {name} {getattr(saved, name)!r}, not "
+                           f"{getattr(cfg, name)!r}; --resume continues a run as it is")
 
 
 def named_preset(name: str, stage: str) -> TrainConfig:
@@ -155,9 +177,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 # -- cmd-bench-train (book/07-command-line.md) --
 def run_bench_train(args: argparse.Namespace) -> int:
-    cfg = configure(named_preset(args.preset, args.stage), settings(args))
+    changes = settings(args)
+    cfg = configure(base_config(changes), changes)
     r = bench_train(cfg, load_data(cfg), steps=args.steps, seconds=args.seconds)
-    print(f"bench train: stage {cfg.stage}, preset {args.preset}, device {r.device}, "
+    print(f"bench train: stage {cfg.stage}, preset {cfg.preset}, device {r.device}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"model:       {r.n_params / 1e6:.2f}M parameters, n_layer={cfg.n_layer} "
           f"n_head={cfg.n_head} n_embd={cfg.n_embd} block_size={cfg.block_size} "

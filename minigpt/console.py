@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -38,21 +38,54 @@ class Console:
 
 
 # -- console-interrupt (book/05-training.md) --
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; and timeout, kill, schedulers
+
+
+def insist(signum: int, frame: object) -> None:
+    """A second request to stop: stop now."""
+    raise KeyboardInterrupt
+
+
 @contextmanager
 def ctrl_c_sets_flag() -> Iterator[threading.Event]:
-    """Within the block, the first Ctrl-C sets the yielded flag instead of raising."""
+    """Within the block, the first Ctrl-C or SIGTERM sets the yielded flag instead of stopping
+    the program; a second one raises KeyboardInterrupt."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield flag  # signal handlers can only be installed from the main thread
         return
-    previous = signal.getsignal(signal.SIGINT)
 
-    def on_sigint(signum: int, frame: object) -> None:
+    def on_signal(signum: int, frame: object) -> None:
         flag.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C raises
+        for stop in STOP_SIGNALS:
+            signal.signal(stop, insist)
 
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with handlers({stop: on_signal for stop in STOP_SIGNALS}):
         yield flag
+
+
+# -- console-interrupt, continued (book/05-training.md) --
+@contextmanager
+def handlers(new: dict[int, Callable[[int, object], None]]) -> Iterator[None]:
+    """Within the block, the given signal handlers; the previous ones afterwards."""
+    previous = {signum: signal.signal(signum, handler) for signum, handler in new.items()}
+    try:
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            # None: a handler installed outside Python, which cannot be put back from here
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM wait; on leaving it, they are acted on."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    with handlers({stop: lambda signum, frame: received.append(signum)
+                   for stop in STOP_SIGNALS}):
+        yield
+    for signum in received:
+        signal.raise_signal(signum)  # to the handler that is back in place

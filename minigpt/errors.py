@@ -7,6 +7,14 @@
 class UserError(Exception):
     """A mistake in what the user gave (a setting, a file, a command line)."""
 
+    exit_status = 2  # the command line's status for it: 2 for bad input, as argparse uses
+
+
+class RunFailed(UserError):
+    """A run that started and could not go on, such as one whose loss became NaN."""
+
+    exit_status = 1
+
 
 # -- errors-module, continued (book/07-command-line.md) --
 class CliError(UserError):

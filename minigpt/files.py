@@ -10,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+TMP = ".tmp"  # the temporaries' suffix: `.NAME.XXXX.tmp` beside NAME
+
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call write(f) on a temporary file beside path, then rename it over path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp's 0o600 is tight
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP)
     try:
         with os.fdopen(handle, "wb") as f:
             write(f)
@@ -26,3 +28,15 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)  # never leave a partial file behind
         raise
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries of path that a killed write_atomically left; returns them."""
+    if not path.parent.is_dir():
+        return []
+    prefix = f".{path.name}."
+    stale = [p for p in path.parent.iterdir()
+             if p.name.startswith(prefix) and p.name.endswith(TMP) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

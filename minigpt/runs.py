@@ -12,6 +12,15 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from minigpt.checkpoint import load_checkpoint, save_checkpoint
+from minigpt.console import signals_deferred
+from minigpt.errors import UserError
+from minigpt.files import remove_stale_temporaries, write_atomically
+
+RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "loss.png", "ckpt.pt")
+
+
+class RunFolderError(UserError):
+    """A folder that cannot be used as asked: it holds another run, or damaged records."""
 
 
 # -- runs-jsonl (book/05-training.md) --
@@ -21,17 +30,43 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All records of a JSON-lines file; none if it does not exist."""
+def parse_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The records of a JSON-lines file (none if it does not exist), and whether its last line
+    was torn and left out; RunFolderError names any other line that is not a record."""
     if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        return [], False
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")  # last: "" after a final newline
+    except UnicodeDecodeError as e:
+        raise RunFolderError(f"{path}: not UTF-8 text ({e.reason})") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            if number == len(lines):  # no newline after it: an append cut short by a kill
+                return records, True
+            raise RunFolderError(f"{path}:{number}: not a JSON record ({e})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise RunFolderError(f"{path}:{number}: not a record with a step number")
+        records.append(record)
+    return records, False
 
 
-def truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop the records written after step `last_step` (by a run that was then interrupted)."""
-    kept = [r for r in read_jsonl(path) if r["step"] <= last_step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All records of a JSON-lines file, without a torn last line."""
+    return parse_jsonl(path)[0]
+
+
+def truncate_jsonl(path: Path, last_step: int) -> bool:
+    """Keep the records up to step `last_step` (dropping those of a session that was then
+    interrupted, and a torn last line); True if a torn line was dropped."""
+    records, torn = parse_jsonl(path)
+    kept = "".join(json.dumps(r) + "\n" for r in records if r["step"] <= last_step)
+    write_atomically(path, lambda f: f.write(kept.encode("utf-8")))
+    return torn
 
 
 # -- runs-plot (book/05-training.md) --
@@ -65,32 +100,82 @@ class RunFolder:
         self.checkpoint = path / "ckpt.pt"
         self.metrics = path / "metrics.jsonl"
         self.samples = path / "samples.jsonl"
+        self.saved_step: int | None = None  # the step of this run's checkpoint on disk
+        self.config: dict[str, Any] | None = None  # a new run's config, until its first save
+        self.held: dict[Path, list[dict[str, Any]]] | None = None  # and its first records
 
-    def start(self, config: dict[str, Any]) -> None:
-        """A fresh run: config.json, and empty metrics and samples."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(config, indent=2) + "\n"
-        (self.path / "config.json").write_text(text, encoding="utf-8")
-        for records in (self.metrics, self.samples):
-            records.write_text("", encoding="utf-8")
+    def check_new(self, overwrite: bool = False) -> None:
+        """Refuse to start a run over the files of another, unless overwrite."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} is a file, not a run folder")
+        present = [name for name in RUN_FILES if (self.path / name).exists()]
+        if present and not overwrite:
+            raise RunFolderError(f"{self.path} already holds {', '.join(present)}: continue "
+                                 "that run with --resume, or replace it with --overwrite")
 
-    def load_checkpoint(self) -> dict[str, Any]:
-        return load_checkpoint(self.checkpoint)
+    def begin(self, config: dict[str, Any], overwrite: bool = False) -> None:
+        """A new run; its files are written at its first save, replacing any old run's."""
+        self.check_new(overwrite)
+        self.remove_temporaries()
+        self.config, self.held = config, {self.metrics: [], self.samples: []}
 
-    def rewind(self, step: int) -> None:
-        """Forget what an interrupted session wrote after its last checkpoint."""
-        for records in (self.metrics, self.samples):
-            truncate_jsonl(records, step)
+    def resume(self) -> dict[str, Any]:
+        """The checkpoint of the run in this folder, to continue it."""
+        self.remove_temporaries()
+        state = load_checkpoint(self.checkpoint)
+        self.saved_step = state["step"]
+        return state
+
+    def remove_temporaries(self) -> None:
+        for name in RUN_FILES:
+            remove_stale_temporaries(self.path / name)
+
+    def rewind(self, step: int) -> list[str]:
+        """Forget what an interrupted session wrote after its last checkpoint; returns a note
+        for each file whose torn last line was dropped."""
+        return [f"note: dropped the torn last line of {records} (a write cut short)"
+                for records in (self.metrics, self.samples) if truncate_jsonl(records, step)]
 
     def log_metrics(self, record: dict[str, Any]) -> None:
-        append_jsonl(self.metrics, record)
+        self.add(self.metrics, record)
 
     def log_sample(self, step: int, draw: Callable[[], str]) -> None:
-        append_jsonl(self.samples, {"step": step, "text": draw()})
+        self.add(self.samples, {"step": step, "text": draw()})
+
+    def add(self, records: Path, record: dict[str, Any]) -> None:
+        if self.held is not None:
+            self.held[records].append(record)
+        else:
+            append_jsonl(records, record)
+
+    def final_record(self, step: int) -> dict[str, Any] | None:
+        """The whole-split measurement of step, if the records hold one already."""
+        rows = self.held[self.metrics] if self.held is not None else read_jsonl(self.metrics)
+        return next((r for r in rows if r.get("final") and r["step"] == step), None)
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write the checkpoint (atomically, see checkpoint.py)."""
-        save_checkpoint(state, self.checkpoint)
+        """Write the checkpoint (atomically, see checkpoint.py), and a new run's first files."""
+        with signals_deferred():  # a Ctrl-C or SIGTERM waits until the files are whole
+            save_checkpoint(state, self.checkpoint)
+            self.saved_step = state["step"]
+            if self.held is not None:
+                self.write_first_files()
+
+    def write_first_files(self) -> None:
+        assert self.config is not None and self.held is not None
+        text = json.dumps(self.config, indent=2) + "\n"
+        write_atomically(self.path / "config.json", lambda f: f.write(text.encode("utf-8")))
+        for records, rows in self.held.items():
+            lines = "".join(json.dumps(r) + "\n" for r in rows)
+            write_atomically(records, lambda f, lines=lines: f.write(lines.encode("utf-8")))
+        (self.path / "loss.png").unlink(missing_ok=True)  # an old run's curves
+        self.held = None
+
+    def last_checkpoint(self) -> str:
+        """Where the checkpoint that this run saved last is, in words."""
+        if self.saved_step is None:
+            return "none was saved"
+        return f"{self.checkpoint}, step {self.saved_step}"
 
     def plot(self) -> None:
         plot_losses(self.metrics, self.path / "loss.png")
@@ -102,14 +187,14 @@ class NoRunFolder(RunFolder):
     def __init__(self) -> None:
         pass
 
-    def start(self, config: dict[str, Any]) -> None:
+    def begin(self, config: dict[str, Any], overwrite: bool = False) -> None:
         pass
 
-    def load_checkpoint(self) -> dict[str, Any]:
+    def resume(self) -> dict[str, Any]:
         raise ValueError("resuming needs the run's folder (out_dir)")
 
-    def rewind(self, step: int) -> None:
-        pass
+    def rewind(self, step: int) -> list[str]:
+        return []
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         pass
@@ -117,8 +202,14 @@ class NoRunFolder(RunFolder):
     def log_sample(self, step: int, draw: Callable[[], str]) -> None:
         pass
 
+    def final_record(self, step: int) -> dict[str, Any] | None:
+        return None
+
     def save(self, state: dict[str, Any]) -> None:
         pass
+
+    def last_checkpoint(self) -> str:
+        return "none (the run has no folder)"
 
     def plot(self) -> None:
         pass

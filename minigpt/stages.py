@@ -56,7 +56,7 @@ def preset(name: str, stage: str = "char") -> TrainConfig:
     """The preset called name, for the given stage; ValueError names the presets there are."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name], stage=stage)
+    return dataclasses.replace(PRESETS[name], stage=stage, preset=name)
 
 
 # -- stages-char (book/07-command-line.md) --

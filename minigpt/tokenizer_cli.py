@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from minigpt.bpe import BPETokenizer, TiktokenGPT2, TokenizerFileError, load_gpt2
+from minigpt.bpe import FILE_HEADER, BPETokenizer, TiktokenGPT2, TokenizerFileError, load_gpt2
 from minigpt.bpe_train import train_bpe
 from minigpt.errors import CliError
 from minigpt.lazy import load
@@ -58,7 +58,26 @@ def encode_input(args: argparse.Namespace, tokenizer: BPETokenizer | TiktokenGPT
         raise CliError(str(error)) from None
 
 
+def check_output(args: argparse.Namespace) -> None:
+    """Refuse an --out that would destroy something: the input, or a file of another kind."""
+    out, source = Path(args.out), Path(args.input)
+    if out.resolve() == source.resolve() or (out.exists() and source.exists()
+                                             and out.samefile(source)):
+        raise CliError(f"--out {args.out} is the --input file; write the tokenizer elsewhere")
+    if out.is_dir():
+        raise CliError(f"--out {args.out} is a folder; give the tokenizer file's name")
+    if not out.exists():
+        return
+    with out.open("rb") as f:
+        first = f.readline(len(FILE_HEADER) + 2).rstrip(b"\r\n")
+    if first != FILE_HEADER.encode("utf-8"):
+        raise CliError(f"{args.out} exists and is not a tokenizer file; not replacing it")
+    if not args.overwrite:
+        raise CliError(f"{args.out} holds a tokenizer already; replace it with --overwrite")
+
+
 def run_tokenizer_train(args: argparse.Namespace) -> int:
+    check_output(args)
     text = read_input(argparse.Namespace(text=None, input=args.input))
     start = time.perf_counter()
     try:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from minigpt.checkpoint import CheckpointError, first_line
 from minigpt.console import Console, ctrl_c_sets_flag
+from minigpt.errors import RunFailed
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import Schedule, make_optimizers
 from minigpt.runs import NoRunFolder, RunFolder
@@ -34,6 +35,7 @@ class TrainConfig:
     stage: str = "char"
     data: str | None = None  # corpus file; None: $MINIGPT_DATA, else the download cache
     vocab_size: int | None = None  # for stages that learn a tokenizer; None: the stage's own
+    preset: str | None = None  # the preset the run began from (chapter 7): a label, sets nothing
     # The model's shape (chapter 4).
     n_layer: int = 4
     n_head: int = 4
@@ -368,6 +370,7 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
     console.print(start_line(trainer))
     trainer.model.train()
     session_start, session_tokens = time.perf_counter(), trainer.tokens
+    loss = None
     with ctrl_c_sets_flag() as interrupted:
         while True:
             if trainer.step % cfg.eval_interval == 0 and trainer.step != trainer.last_eval_step:
@@ -378,13 +381,17 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
             loss = trainer.train_step()
             if on_step is not None:
                 on_step(trainer.step, loss)
-            if trainer.step % cfg.log_interval == 0 and console.live:
-                rate = (trainer.tokens - session_tokens) / (time.perf_counter() - session_start)
-                console.progress(trainer.schedule.progress(trainer.step, trainer.elapsed()),
-                                 f"step {trainer.step} | loss {loss.item():.4f} | "
-                                 f"{rate:,.0f} tok/s")
+            if trainer.step % cfg.log_interval == 0:
+                value = finite(trainer, run, "training loss", loss.item())  # waits for the GPU
+                if console.live:
+                    done = trainer.schedule.progress(trainer.step, trainer.elapsed())
+                    rate = (trainer.tokens - session_tokens) / (time.perf_counter() - session_start)
+                    console.progress(done, f"step {trainer.step} | loss {value:.4f} | "
+                                     f"{rate:,.0f} tok/s")
     val_loss = val_bpc = None
     if reason == "interrupted":
+        if loss is not None:
+            finite(trainer, run, "training loss", loss.item())
         console.print(f"interrupted at step {trainer.step}; saved, continue with --resume")
     else:
         if trainer.step != trainer.last_eval_step:
@@ -409,9 +416,19 @@ def record(trainer: Trainer, **values: Any) -> dict[str, Any]:
             "elapsed_s": round(trainer.elapsed(), 3), **values}
 
 
+def finite(trainer: Trainer, run: RunFolder, what: str, value: float) -> float:
+    """value, if it is a finite number; else RunFailed: the run has diverged."""
+    if not math.isfinite(value):
+        raise RunFailed(f"the {what} became {value} at step {trainer.step}: the run diverged "
+                        f"and was stopped unsaved; last good checkpoint: {run.last_checkpoint()}")
+    return value
+
+
 def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
     """Estimate both losses, print and record them and a sample, save a checkpoint."""
     losses, lr = trainer.estimate(), trainer.learning_rate()
+    for split, value in losses.items():
+        finite(trainer, run, f"{split} loss", value)  # before anything is recorded or saved
     console.print(f"step {trainer.step:5d} | train {losses['train']:.4f} | "
                   f"val {losses['val']:.4f} | lr {lr:.2e} | {trainer.elapsed():.1f}s")
     trainer.last_eval_step = trainer.step
@@ -423,8 +440,14 @@ def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
 
 def final_evaluation(trainer: Trainer, run: RunFolder,
                      console: Console) -> tuple[float, float]:
-    """The loss on the whole validation split and its bits per character, recorded."""
+    """The loss on the whole validation split and its bits per character, recorded once."""
+    done = run.final_record(trainer.step)
+    if done is not None:  # a finished run, resumed with nothing to add
+        console.print(f"whole validation split: loss {done['val_loss']:.4f}, "
+                      f"{done['val_bpc']:.4f} bits per character (measured before)")
+        return done["val_loss"], done["val_bpc"]
     val_loss, bpc = trainer.whole_validation()
+    finite(trainer, run, "validation loss", val_loss)
     console.print(f"whole validation split: loss {val_loss:.4f}, {bpc:.4f} bits per character")
     run.log_metrics(record(trainer, train_loss=None, val_loss=val_loss, val_bpc=bpc, lr=None,
                            final=True))
@@ -448,19 +471,22 @@ def train(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     on_step: Callable[[int, Tensor], None] | None = None,
 ) -> TrainResult:
     """Train (or, with resume=True, continue) a run; records go to out_dir if given."""
     trainer = Trainer(cfg, data)
     run = RunFolder(Path(out_dir)) if out_dir is not None else NoRunFolder()
+    console = Console()
     if resume:
-        state = run.load_checkpoint()
+        state = run.resume()
         try:
             trainer.restore(state)
         except ValueError as e:
             raise CheckpointError(f"{run.checkpoint}: cannot resume this run from it ({e})") from e
-        run.rewind(trainer.step)
+        for note in run.rewind(trainer.step):
+            console.print(note)
     else:
-        run.start({"train": asdict(cfg), "model": asdict(trainer.model.config),
-                   "n_params": trainer.model.num_params()})
-    return fit(trainer, run, Console(), on_step)
+        run.begin({"train": asdict(cfg), "model": asdict(trainer.model.config),
+                   "n_params": trainer.model.num_params()}, overwrite=overwrite)
+    return fit(trainer, run, console, on_step)
