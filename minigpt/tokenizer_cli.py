@@ -8,10 +8,18 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
-from minigpt.bpe import FILE_HEADER, BPETokenizer, TiktokenGPT2, TokenizerFileError, load_gpt2
-from minigpt.bpe_train import train_bpe
+from minigpt.bpe import (
+    FILE_HEADER,
+    BPETokenizer,
+    TiktokenGPT2,
+    TokenizerFileError,
+    load_gpt2,
+    split_text,
+)
+from minigpt.bpe_train import PairIndex, bpe_tokenizer, check_vocab_size, learn_merges
 from minigpt.errors import CliError
 from minigpt.lazy import load
 
@@ -81,12 +89,14 @@ def run_tokenizer_train(args: argparse.Namespace) -> int:
     text = read_input(argparse.Namespace(text=None, input=args.input))
     start = time.perf_counter()
     try:
-        tokenizer = train_bpe(text, args.vocab_size, args.pattern, args.special)
+        check_vocab_size(args.vocab_size)
+        index = PairIndex(Counter(split_text(text, args.pattern)))
     except ValueError as error:
         raise CliError(str(error)) from None
+    tokenizer = bpe_tokenizer(learn_merges(index, args.vocab_size), args.pattern, args.special)
     seconds = time.perf_counter() - start
     tokenizer.save(args.out)
-    n_tokens = len(tokenizer.encode_ordinary(text))
+    n_tokens = index.token_count()  # the text's length in tokens, known from training
     print(f"learned {len(tokenizer.merges):,} merges in {seconds:.2f} s; "
           f"vocabulary {tokenizer.vocab_size:,} tokens; wrote {args.out}")
     print(f"{args.input}: {len(text):,} characters -> {n_tokens:,} tokens "
