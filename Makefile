@@ -49,6 +49,9 @@ test: setup $(MATHJAX)
 	$(BIN)/ruff check .
 	$(BIN)/mkdocs build --strict --site-dir site
 	MINIGPT_SITE_DIR=$(abspath site) $(BIN)/python -m pytest
+	# The chapters' examples again on PyTorch's plain (unvectorised) CPU kernels: what they
+	# print must not depend on which float kernels the CPU gets.
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_book_doctests.py
 
 book: setup $(MATHJAX)
 	$(BIN)/mkdocs build --strict --site-dir site
