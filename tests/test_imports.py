@@ -18,14 +18,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minigpt"
 LAYERS = [
     # depend on nothing of ours
     {"__init__", "_literate", "errors", "lazy", "files", "attention", "console"},
-    # the pieces: a corpus, a tokenizer, characters as numbers, a model
-    {"corpus", "bpe", "data", "model"},
+    # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
+    {"corpus", "bpe", "data", "model", "sources", "shards"},
     # what builds on one piece
     {"bpe_train", "bigram", "tokenizer", "optim"},
     # sampling, checkpoints, and the tokenizer benchmark
     {"sample", "checkpoint", "tokenizer_bench"},
-    # what reads or writes checkpoints
-    {"runs", "tokenizer_cli"},
+    # what reads or writes checkpoints or shards
+    {"runs", "tokenizer_cli", "prepare"},
     # training, then what chooses what to train
     {"train"},
     {"subword", "bench"},
