@@ -17,6 +17,7 @@ Standard library only: it runs before anything is installed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         status = run(args)
+        sys.stdout.flush()  # so that a closed pipe is found here, not at exit
     except (TangleError, TangleErrors) as e:
         count = len(e.errors) if isinstance(e, TangleErrors) else 1
         print(f"{e}\n{count} error{'s' * (count > 1)} in the book; nothing written.",
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except WriteError as e:
         print(e, file=sys.stderr)
         status = 1
+    except BrokenPipeError:  # `tangle.py list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     if args.timing:
         print(f"tangle.py took {(time.perf_counter() - start) * 1000:.0f} ms", file=sys.stderr)
     return status

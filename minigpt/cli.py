@@ -10,6 +10,7 @@ command runs, so --help and the tokenizer commands start without loading PyTorch
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -179,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return load(args.handler)(args)
+        status = load(args.handler)(args)
+        sys.stdout.flush()  # so that a closed pipe is found here, not at exit
+        return status
+    except BrokenPipeError:  # the reader (`| head`) has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except UserError as e:  # CliError, CheckpointError, RunFailed: in one line
         print(f"minigpt {args.command}: error: {e}", file=sys.stderr)
         return e.exit_status

@@ -305,7 +305,6 @@ def test_sample_into_a_closed_pipe(home: Path) -> None:
     assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
-@STILL_OPEN
 def test_tangle_list_into_a_closed_pipe() -> None:
     err = pipe_into_head([sys.executable, "tangle.py", "list"])
     assert "Traceback" not in err and "BrokenPipe" not in err, err
