@@ -54,7 +54,7 @@ def add_sample_command(sub: Subparsers) -> None:
 
 # -- cli-eval (book/07-command-line.md) --
 def add_eval_command(sub: Subparsers) -> None:
-    p = sub.add_parser("eval", help="loss and bits per character on the whole splits")
+    p = sub.add_parser("eval", help="loss and bits per byte on the whole splits")
     p.add_argument("--run", default="runs/char-cpu", help="run folder or checkpoint file")
     p.add_argument("--split", choices=["train", "val", "both"], default="both")
     p.add_argument("--data", help="corpus file (default: the one the run was trained on)")

@@ -165,13 +165,12 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data:
         cfg = configure(cfg, {"data": args.data})
     data = load_data(cfg, run.tokenizer)
-    splits = {"train": (data.train_ids, data.train_text), "val": (data.val_ids, data.val_text)}
-    device = next(run.model.parameters()).device
-    for name, (ids, text) in splits.items():
+    splits = {"train": (data.train_ids, data.train_bytes), "val": (data.val_ids, data.val_bytes)}
+    for name, (ids, size) in splits.items():
         if args.split in (name, "both"):
-            nll, count = split_nll(run.model, ids.to(device), cfg.block_size)
-            print(f"{name:5}  loss {nll / count:.4f}  bits/char {nll / len(text) / math.log(2):.4f}"
-                  f"  ({count:,} predictions, {len(text):,} characters)")
+            nll, count = split_nll(run.model, ids, cfg.block_size)
+            print(f"{name:5}  loss {nll / count:.4f}  {nll / size / math.log(2):.4f} bits per "
+                  f"byte  ({count:,} predictions, {size:,} bytes)")
     return 0
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import torch
-
 # -- stages-imports (book/07-command-line.md) --
 from minigpt.corpus import load_text
 from minigpt.data import CharTokenizer, split
@@ -71,8 +69,7 @@ def char_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainDat
     text = load_text(cfg.data)
     tokenizer = tokenizer or CharTokenizer.from_text(text)
     train_text, val_text = split(text)
-    return TrainData(tokenizer, torch.tensor(tokenizer.encode(train_text)),
-                     torch.tensor(tokenizer.encode(val_text)), train_text, val_text)
+    return TrainData.from_texts(tokenizer, train_text, val_text)
 
 
 # -- stages-registry (book/07-command-line.md) --

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from minigpt.bpe_train import train_bpe
 from minigpt.corpus import load_text
 from minigpt.data import split
@@ -22,5 +20,4 @@ def bpe_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainData
     train_text, val_text = split(text)  # the same cut as the char stage
     if tokenizer is None:
         tokenizer = train_bpe(train_text, cfg.vocab_size or BPE_VOCAB_SIZE)
-    return TrainData(tokenizer, torch.tensor(tokenizer.encode(train_text)),
-                     torch.tensor(tokenizer.encode(val_text)), train_text, val_text)
+    return TrainData.from_texts(tokenizer, train_text, val_text)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -115,15 +115,35 @@ class TrainConfig:
 
 
 # -- train-data (book/05-training.md) --
+class TokenIds(Protocol):
+    """A 1-D sequence of token ids: a tensor, or (chapter 11) shards read from disk."""
+
+    def numel(self) -> int: ...
+
+    def __getitem__(self, index: slice) -> Tensor: ...
+
+
 @dataclass
 class TrainData:
-    """A tokenizer and the two splits, as token ids and as the text they encode."""
+    """A tokenizer and the two splits, as token ids, with the UTF-8 bytes each split encodes."""
 
     tokenizer: Tokenizer
-    train_ids: Tensor  # 1-D, int64
-    val_ids: Tensor
-    train_text: str
-    val_text: str
+    train_ids: TokenIds
+    val_ids: TokenIds
+    train_bytes: int
+    val_bytes: int
+
+    @classmethod
+    def from_texts(cls, tokenizer: Tokenizer, train_text: str, val_text: str) -> TrainData:
+        """The two splits of a text held in memory, encoded."""
+        return cls(tokenizer, torch.tensor(tokenizer.encode(train_text)),
+                   torch.tensor(tokenizer.encode(val_text)),
+                   len(train_text.encode("utf-8")), len(val_text.encode("utf-8")))
+
+    def rows(self, split: str, block_size: int, device: torch.device) -> Tensor:
+        """The split's windows on device, as get_batch draws them (see windows, below)."""
+        ids = self.train_ids if split == "train" else self.val_ids
+        return windows(ids[:].to(device), block_size)
 
 
 # -- train-batches (book/05-training.md) --
@@ -194,7 +214,7 @@ def estimate_loss(
 @torch.no_grad()
 def split_nll(
     model: nn.Module,
-    ids: Tensor,
+    ids: TokenIds,
     block_size: int,
     batch_size: int = 32,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
@@ -205,20 +225,31 @@ def split_nll(
     """
     was_training = model.training
     model.eval()
-    n_full = (ids.numel() - 1) // block_size
-    inputs = ids[: n_full * block_size].view(n_full, block_size)
-    targets = ids[1 : n_full * block_size + 1].view(n_full, block_size)
-    pieces = [(inputs[i : i + batch_size], targets[i : i + batch_size])
-              for i in range(0, n_full, batch_size)]
-    if n_full * block_size < ids.numel() - 1:  # the tail that fills no whole window
-        pieces.append((ids[n_full * block_size : -1][None], ids[n_full * block_size + 1 :][None]))
-    total = torch.zeros((), dtype=torch.float64, device=ids.device)
-    for x, y in pieces:
-        with autocast():
-            _, loss = model(x, y)  # a mean over the batch's predictions ...
-        total += loss.double() * y.numel()  # ... turned back into a sum
+    device = next(model.parameters()).device
+    count = ids.numel() - 1  # every token but the first is predicted once
+    span = batch_size * block_size  # the predictions of one batch of whole windows
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, count, span):
+        chunk = ids[start : min(start + span, count) + 1].to(device)
+        for x, y in window_pieces(chunk, block_size):
+            with autocast():
+                _, loss = model(x, y)  # a mean over the batch's predictions ...
+            total += loss.double() * y.numel()  # ... turned back into a sum
     model.train(was_training)
-    return total.item(), ids.numel() - 1
+    return total.item(), count
+
+
+def window_pieces(chunk: Tensor, block_size: int) -> list[tuple[Tensor, Tensor]]:
+    """chunk's whole windows as one batch of (inputs, targets), then the shorter tail, if any."""
+    n_full = (chunk.numel() - 1) // block_size
+    end = n_full * block_size
+    pieces = []
+    if n_full:
+        pieces.append((chunk[:end].view(n_full, block_size),
+                       chunk[1 : end + 1].view(n_full, block_size)))
+    if end < chunk.numel() - 1:  # the tail that fills no whole window
+        pieces.append((chunk[end:-1][None], chunk[end + 1 :][None]))
+    return pieces
 
 
 # -- train-trainer (book/05-training.md) --
@@ -253,8 +284,8 @@ class Trainer:
             muon_ns_steps=cfg.muon_ns_steps, fused=self.device.type in ("cuda", "cpu"))
         self.schedule = cfg.schedule()
         self.batch_generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.rows = {name: windows(ids.to(self.device), cfg.block_size)
-                     for name, ids in (("train", data.train_ids), ("val", data.val_ids))}
+        self.rows = {split: data.rows(split, cfg.block_size, self.device)
+                     for split in ("train", "val")}
         self.autocast = autocast_for(self.device, cfg.dtype)
         on_gpu = self.device.type == "cuda"
         if on_gpu:
@@ -308,10 +339,10 @@ class Trainer:
                            temperature=1.0, seed=self.cfg.seed + self.step)
 
     def whole_validation(self) -> tuple[float, float]:
-        """The loss on the whole validation split, and its bits per character."""
-        nll, count = split_nll(self.model, self.data.val_ids.to(self.device),
-                               self.cfg.block_size, autocast=self.autocast)
-        return nll / count, nll / len(self.data.val_text) / math.log(2)
+        """The loss on the whole validation split, and its bits per byte of text."""
+        nll, count = split_nll(self.model, self.data.val_ids, self.cfg.block_size,
+                               autocast=self.autocast)
+        return nll / count, nll / self.data.val_bytes / math.log(2)
 
     # -- train-trainer-state (book/05-training.md) --
     def state(self) -> dict[str, Any]:
@@ -360,7 +391,7 @@ class TrainResult:
     reason: str  # "max_iters", "max_time" or "interrupted"
     step: int
     val_loss: float | None  # on the whole validation split; None if interrupted
-    val_bpc: float | None  # bits per character, likewise
+    val_bpb: float | None  # bits per byte of text, likewise
 
 
 def fit(trainer: Trainer, run: RunFolder, console: Console,
@@ -388,7 +419,7 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
                     rate = (trainer.tokens - session_tokens) / (time.perf_counter() - session_start)
                     console.progress(done, f"step {trainer.step} | loss {value:.4f} | "
                                      f"{rate:,.0f} tok/s")
-    val_loss = val_bpc = None
+    val_loss = val_bpb = None
     if reason == "interrupted":
         if loss is not None:
             finite(trainer, run, "training loss", loss.item())
@@ -396,10 +427,10 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
     else:
         if trainer.step != trainer.last_eval_step:
             evaluate(trainer, run, console)
-        val_loss, val_bpc = final_evaluation(trainer, run, console)
+        val_loss, val_bpb = final_evaluation(trainer, run, console)
     run.save(trainer.state())
     run.plot()
-    return TrainResult(reason, trainer.step, val_loss, val_bpc)
+    return TrainResult(reason, trainer.step, val_loss, val_bpb)
 
 
 # -- train-fit, continued (book/05-training.md) --
@@ -440,18 +471,18 @@ def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
 
 def final_evaluation(trainer: Trainer, run: RunFolder,
                      console: Console) -> tuple[float, float]:
-    """The loss on the whole validation split and its bits per character, recorded once."""
+    """The loss on the whole validation split and its bits per byte, recorded once."""
     done = run.final_record(trainer.step)
     if done is not None:  # a finished run, resumed with nothing to add
         console.print(f"whole validation split: loss {done['val_loss']:.4f}, "
-                      f"{done['val_bpc']:.4f} bits per character (measured before)")
-        return done["val_loss"], done["val_bpc"]
-    val_loss, bpc = trainer.whole_validation()
+                      f"{done['val_bpb']:.4f} bits per byte (measured before)")
+        return done["val_loss"], done["val_bpb"]
+    val_loss, bpb = trainer.whole_validation()
     finite(trainer, run, "validation loss", val_loss)
-    console.print(f"whole validation split: loss {val_loss:.4f}, {bpc:.4f} bits per character")
-    run.log_metrics(record(trainer, train_loss=None, val_loss=val_loss, val_bpc=bpc, lr=None,
+    console.print(f"whole validation split: loss {val_loss:.4f}, {bpb:.4f} bits per byte")
+    run.log_metrics(record(trainer, train_loss=None, val_loss=val_loss, val_bpb=bpb, lr=None,
                            final=True))
-    return val_loss, bpc
+    return val_loss, bpb
 
 
 def stop_reason(trainer: Trainer, interrupted: threading.Event) -> str | None:

@@ -56,7 +56,7 @@ def test_sample_and_eval(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["eval", "--run", str(run_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["train", "val"]
-    assert all("bits/char" in line for line in lines)
+    assert all("bits per byte" in line for line in lines)
 
 
 def test_errors_are_one_line_and_status_2(run_dir: Path,

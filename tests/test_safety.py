@@ -38,8 +38,7 @@ RUN_FILES = ["ckpt.pt", "config.json", "loss.png", "metrics.jsonl", "samples.jso
 def make_data() -> TrainData:
     tok = CharTokenizer.from_text(TEXT)
     cut = int(0.9 * len(TEXT))
-    return TrainData(tok, torch.tensor(tok.encode(TEXT[:cut])),
-                     torch.tensor(tok.encode(TEXT[cut:])), TEXT[:cut], TEXT[cut:])
+    return TrainData.from_texts(tok, TEXT[:cut], TEXT[cut:])
 
 
 def steps_of(path: Path) -> list[int]:

@@ -205,7 +205,7 @@ def test_stage_two_end_to_end(
     assert saved.merges == train_only.merges
 
     status, out, _ = run(["eval", "--run", str(run_dir)], capsys)
-    assert status == 0 and "bits/char" in out and "val" in out
+    assert status == 0 and "bits per byte" in out and "val" in out
     status, out, _ = run(["sample", "--run", str(run_dir), "--prompt", "ROMEO:",
                           "--max-new-tokens", "10", "--seed", "1"], capsys)
     assert status == 0 and out.startswith("ROMEO:")

@@ -29,8 +29,7 @@ TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8, eval_in
 def make_data(text: str = TEXT) -> TrainData:
     tok = CharTokenizer.from_text(text)
     cut = int(0.9 * len(text))
-    return TrainData(tok, torch.tensor(tok.encode(text[:cut])),
-                     torch.tensor(tok.encode(text[cut:])), text[:cut], text[cut:])
+    return TrainData.from_texts(tok, text[:cut], text[cut:])
 
 
 def tiny_model(vocab_size: int = 30) -> GPT:
