@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The overrides of a command line, with its --data and --max-time flags among them."""
     changes = parse_overrides(args.overrides)
-    flags = {name: getattr(args, name, None) for name in ("stage", "preset", "data", "max_time")}
+    flags = {name: getattr(args, name, None)
+             for name in ("stage", "preset", "data", "data_dir", "max_time")}
     for key, value in flags.items():
         if value is None:
             continue
@@ -70,7 +72,14 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"--{key.replace('_', '-')} {value} and {key}={changes[key]} "
                            "disagree; give one of them")
         changes[key] = value
-    return changes
+    return absolute_paths(changes)
+
+
+def absolute_paths(changes: dict[str, Any]) -> dict[str, Any]:
+    """changes with the data paths made absolute: the run's config.json then names its data
+    wherever `eval` or `--resume` is started from."""
+    return {key: os.path.abspath(value) if key in ("data", "data_dir") and value else value
+            for key, value in changes.items()}
 
 
 def configure(base: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
@@ -162,8 +171,9 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     run = load_run(args.run, pick_device(args.device))
     cfg = saved_config(run.train_config, args.run)
-    if args.data:
-        cfg = configure(cfg, {"data": args.data})
+    if args.data or args.data_dir:
+        paths = {"data": args.data, "data_dir": args.data_dir}
+        cfg = configure(cfg, absolute_paths({k: v for k, v in paths.items() if v}))
     data = load_data(cfg, run.tokenizer)
     splits = {"train": (data.train_ids, data.train_bytes), "val": (data.val_ids, data.val_bytes)}
     for name, (ids, size) in splits.items():

@@ -125,7 +125,8 @@ def test_flags_and_overrides_are_one_typed_setting(tmp_path: Path,
     from minigpt.commands import settings
 
     args = argparse.Namespace(overrides=["max_time=30", "n_layer=2"], data="x.txt", max_time=30.0)
-    assert settings(args) == {"max_time": 30.0, "n_layer": 2, "data": "x.txt"}  # typed values
+    assert settings(args) == {"max_time": 30.0, "n_layer": 2,  # typed values, and a path that
+                              "data": os.path.abspath("x.txt")}  # names the file from anywhere
     out = str(tmp_path / "run")
     assert main(["train", "--out", out, "--max-time", "5", "max_time=6"]) == 2
     err = capsys.readouterr().err
