@@ -69,10 +69,18 @@ def char_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainDat
         raise ValueError(f"vocab_size={cfg.vocab_size}: the char stage's vocabulary is the "
                          "corpus's characters; vocab_size is for stages that learn one")
     text = load_text(cfg.data)
-    tokenizer = tokenizer or CharTokenizer.from_text(text)
-    train_text, val_text = split(text)
-    return TrainData(tokenizer, torch.tensor(tokenizer.encode(train_text)),
-                     torch.tensor(tokenizer.encode(val_text)), train_text, val_text)
+    corpus = cfg.data or "the corpus"
+    if tokenizer is None:
+        if "\n" not in text:
+            raise ValueError(f"{corpus} has no newline: the char stage needs one in its "
+                             "vocabulary, since every sample begins with a newline")
+        tokenizer = CharTokenizer.from_text(text)
+    try:
+        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    except ValueError as e:  # eval or --resume with a corpus the run's tokenizer cannot read
+        raise ValueError(f"{corpus} has characters the run's tokenizer lacks: {e}") from None
+    (train_text, val_text), (train_ids, val_ids) = split(text), split(ids)
+    return TrainData(tokenizer, train_ids, val_ids, train_text, val_text)
 
 
 # -- stages-registry (book/07-command-line.md) --
