@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from minigpt.errors import UserError
 from minigpt.lazy import load
@@ -183,18 +183,37 @@ COMMANDS.append(add_prepare_command)
 
 
 # -- cli-main (book/07-command-line.md) --
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like every other error of main."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minigpt", description="Train, sample and measure a small GPT.")
+    parser = OneLineParser(prog="minigpt", description="Train, sample and measure a small GPT.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in COMMANDS:
         add_command(sub)
     return parser
 
 
+def parse_command_line(parser: argparse.ArgumentParser,
+                       argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; key=value words after an option are overrides too."""
+    args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "overrides"):
+        settings = [word for word in extra if "=" in word and not word.startswith("-")]
+        args.overrides = [*args.overrides, *settings]
+        extra = [word for word in extra if word not in settings]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(build_parser(), argv)
     try:
         status = load(args.handler)(args)
         sys.stdout.flush()  # so that a closed pipe is found here, not at exit

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
 import typing
@@ -49,7 +50,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep:
             raise CliError(f"{item!r} is not a key=value setting")
         if key not in annotations:
-            raise CliError(f"unknown setting {key!r}; valid keys: {', '.join(annotations)}")
+            close = difflib.get_close_matches(key, annotations, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise CliError(f"unknown setting {key!r}{hint}; valid keys: {', '.join(annotations)}")
         try:
             changes[key] = parse_value(raw, annotations[key])
         except ValueError:
@@ -98,14 +101,22 @@ def saved_config(saved: dict[str, Any], where: Path | str) -> TrainConfig:
         raise CliError(f"{where}: settings this version cannot use ({e})") from None
 
 
-def load_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainData:
-    """The stage's data, or a CliError that says why it cannot be had."""
+def load_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None,
+              training: bool = True) -> TrainData:
+    """The stage's data, or a CliError that says why it cannot be had or is too short."""
     try:
-        return stage_data(cfg, tokenizer)
+        data = stage_data(cfg, tokenizer)
     except OSError as e:
         raise CliError(f"cannot read the corpus: {e}") from e
     except ValueError as e:  # an unknown stage, a vocabulary too small, ...
         raise CliError(str(e)) from None
+    need, use = (cfg.block_size + 1, f"block_size={cfg.block_size}") if training else (2, "eval")
+    for name, ids in (("training", data.train_ids), ("validation", data.val_ids)):
+        if ids.numel() < need:
+            corpus = cfg.data or cfg.data_dir or "the corpus"
+            raise CliError(f"{corpus} is too short: its {name} split has {ids.numel()} tokens, "
+                           f"and {use} needs at least {need}")
+    return data
 
 
 # -- cmd-train (book/07-command-line.md) --
@@ -174,7 +185,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data or args.data_dir:
         paths = {"data": args.data, "data_dir": args.data_dir}
         cfg = configure(cfg, absolute_paths({k: v for k, v in paths.items() if v}))
-    data = load_data(cfg, run.tokenizer)
+    data = load_data(cfg, run.tokenizer, training=False)
     splits = {"train": (data.train_ids, data.train_bytes), "val": (data.val_ids, data.val_bytes)}
     for name, (ids, size) in splits.items():
         if args.split in (name, "both"):

@@ -94,7 +94,19 @@ def load_text(path: str | os.PathLike[str] | None = None) -> str:
             raise CorpusError(f"no corpus file at {source} ({hint})")
     else:
         source = tiny_shakespeare_path()
-    return source.read_text(encoding="utf-8")
+    return read_corpus(source)
+
+
+def read_corpus(source: Path) -> str:
+    """The text of source; CorpusError if it is not UTF-8 or holds nothing."""
+    try:
+        text = source.read_text(encoding="utf-8")  # read whole: e.start is the file's offset
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{source} is not UTF-8 text: byte {e.start} is "
+                          f"0x{e.object[e.start]:02x} ({e.reason})") from None
+    if not text:
+        raise CorpusError(f"{source} is empty: there is nothing to learn from")
+    return text
 
 
 def load_tiny_shakespeare(cache: Path | None = None) -> str:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,21 @@ class RunFolder:
         if present and not overwrite:
             raise RunFolderError(f"{self.path} already holds {', '.join(present)}: continue "
                                  "that run with --resume, or replace it with --overwrite")
+        self.check_writable()
+
+    def check_writable(self) -> None:
+        """Refuse a folder that cannot be made or written, leaving no folder made to find out."""
+        missing = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.path).close()
+        except OSError as e:
+            raise RunFolderError(f"cannot write the run folder {self.path}: "
+                                 f"{e.strerror or e}") from None
+        finally:
+            for folder in missing:  # the deepest first
+                if folder.is_dir():
+                    folder.rmdir()
 
     def begin(self, config: dict[str, Any], overwrite: bool = False) -> None:
         """A new run; its files are written at its first save, replacing any old run's."""

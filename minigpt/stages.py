@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import torch
+
 # -- stages-imports (book/07-command-line.md) --
 from minigpt.corpus import load_text
 from minigpt.data import CharTokenizer, split
@@ -69,9 +71,19 @@ def char_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainDat
         raise ValueError(f"vocab_size={cfg.vocab_size}: the char stage's vocabulary is the "
                          "corpus's characters; vocab_size is for stages that learn one")
     text = load_text(cfg.data)
-    tokenizer = tokenizer or CharTokenizer.from_text(text)
-    train_text, val_text = split(text)
-    return TrainData.from_texts(tokenizer, train_text, val_text)
+    corpus = cfg.data or "the corpus"
+    if tokenizer is None:
+        if "\n" not in text:
+            raise ValueError(f"{corpus} has no newline: the char stage needs one in its "
+                             "vocabulary, since every sample begins with a newline")
+        tokenizer = CharTokenizer.from_text(text)
+    try:
+        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    except ValueError as e:  # eval or --resume with a corpus the run's tokenizer cannot read
+        raise ValueError(f"{corpus} has characters the run's tokenizer lacks: {e}") from None
+    (train_text, val_text), (train_ids, val_ids) = split(text), split(ids)
+    return TrainData(tokenizer, train_ids, val_ids, len(train_text.encode("utf-8")),
+                     len(val_text.encode("utf-8")))
 
 
 # -- stages-registry (book/07-command-line.md) --

@@ -98,6 +98,8 @@ class TrainConfig:
         for name in ("warmup_iters", "sample_tokens", "seed", "weight_decay", "grad_clip"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must not be negative")
+        if not self.seed < 2**63:
+            raise ValueError(f"seed={self.seed!r}: must be below 2**63 (seeds are 64-bit numbers)")
         if not 0.0 <= self.min_lr <= self.lr or self.lr == 0.0 or self.muon_lr <= 0.0:
             raise ValueError(f"min_lr={self.min_lr!r}, lr={self.lr!r}, muon_lr={self.muon_lr!r}: "
                              "need 0 <= min_lr <= lr, lr > 0 and muon_lr > 0")
