@@ -54,8 +54,8 @@ def bench_train(cfg: TrainConfig, data: TrainData, *, steps: int | None = None,
         torch.cuda.synchronize()
     losses = []
     start = time.perf_counter()
-    while (steps is None or len(losses) < steps) and (
-            seconds is None or time.perf_counter() - start < seconds):
+    while not losses or ((steps is None or len(losses) < steps) and (
+            seconds is None or time.perf_counter() - start < seconds)):
         losses.append(trainer.train_step())
     last_loss = torch.stack(losses[-10:]).mean().item()  # waits for the GPU to finish
     elapsed = time.perf_counter() - start

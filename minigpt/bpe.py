@@ -118,6 +118,14 @@ def _number(word: str) -> int:
         raise ValueError(f"{word!r} is not a number") from None
 
 
+def _end_index(lines: list[str]) -> int:
+    """The index of the closing 'end N' line (the last that is not blank); len(lines) if none."""
+    last = len(lines) - 1
+    while last >= 2 and not lines[last].strip():
+        last -= 1
+    return last if last >= 2 and lines[last].split()[0] == "end" else len(lines)
+
+
 def _json_string(text: str) -> str:
     try:
         value = json.loads(text)
@@ -313,6 +321,7 @@ class BPETokenizer:
             lines.append(f"{entry:<26} # {self.token_text(token)!r}")
         for token, text in sorted(self.special_ids.items()):
             lines.append(f"special {token} {json.dumps(text)}")
+        lines.append(f"end {len(self.vocab) + len(self.special_ids)}")
         return {"kind": self.kind, "file": "".join(line + "\n" for line in lines)}
 
     def save(self, path: str | Path) -> None:
@@ -322,7 +331,8 @@ class BPETokenizer:
 
     # -- bpe-tokenizer-load (book/08-bpe.md) --
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<tokenizer dict>") -> BPETokenizer:
+    def from_dict(cls, data: dict[str, Any], source: str = "<tokenizer dict>", *,
+                  need_end: bool = False) -> BPETokenizer:
         """Rebuild a tokenizer from `to_dict()`; TokenizerFileError names a malformed line."""
         if data.get("kind") != cls.kind or not isinstance(data.get("file"), str):
             kind = data.get("kind")
@@ -338,11 +348,17 @@ class BPETokenizer:
             if len(words) != 2 or words[0] != "pattern":
                 raise ValueError("expected 'pattern NAME' as the second line")
             tok._start(words[1])
-            for number, line in enumerate(lines[2:], start=3):
+            end = _end_index(lines)  # the closing 'end N' line; len(lines) if there is none
+            for number, line in enumerate(lines[2:end], start=3):
                 at = f"{number}:"
                 tok._read_line(line)
             at = f"{len(lines)}: (end of file)"
             tok._check_complete()
+            if end < len(lines):
+                at = f"{end + 1}:"
+                tok._check_end(lines[end])
+            elif need_end:
+                raise ValueError("no closing 'end N' line: the file is cut short")
         except ValueError as error:
             raise TokenizerFileError(f"{source}:{at} {error}") from None
         return tok
@@ -356,7 +372,7 @@ class BPETokenizer:
         except UnicodeDecodeError as error:
             line = raw[: error.start].count(b"\n") + 1
             raise TokenizerFileError(f"{path}:{line}: not UTF-8 text ({error.reason})") from None
-        return cls.from_dict({"kind": cls.kind, "file": text}, source=str(path))
+        return cls.from_dict({"kind": cls.kind, "file": text}, source=str(path), need_end=True)
 
     # -- bpe-tokenizer-read-line (book/08-bpe.md) --
     def _read_line(self, line: str) -> None:
@@ -374,6 +390,14 @@ class BPETokenizer:
                 f"cannot read {line.strip()!r}; expected 'token ID byte 0xHH', "
                 "'token ID merge LEFT RIGHT' or 'special ID \"TEXT\"'"
             )
+
+    def _check_end(self, line: str) -> None:
+        """The closing line must be 'end N', N the number of tokens the file defines."""
+        words = line.split("#", 1)[0].split()
+        count = len(self.vocab) + len(self.special_ids)
+        if len(words) != 2 or _number(words[1]) != count:
+            raise ValueError(f"{line.strip()!r} does not match the {count} tokens defined above it "
+                             "(lines lost or added?)")
 
     # -- bpe-tokenizer-ranks (book/08-bpe.md) --
     @classmethod

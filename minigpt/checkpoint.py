@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +50,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or holds code: all the same to us
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ...": not one line
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holds code
+        code = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if code:
+            raise CheckpointError(f"{path} holds Python objects ({code.group(1)}), not just "
+                                  "tensors and plain data; refused: a checkpoint is data, never "
+                                  "code") from None
+        why = first_line(e)
+        if why.startswith("Weights only load failed"):  # the rest advises weights_only=False
+            why = "the weights-only unpickler refused it"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({why})") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a MiniGPT checkpoint (no format marker {FORMAT!r})")
     if state.get("version") != VERSION:
@@ -59,7 +71,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [key for key in REQUIRED if key not in state]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    check_weights(state["model"], path)
     return state
+
+
+def check_weights(weights: Any, path: Path) -> None:
+    """CheckpointError unless weights is a dictionary of tensors of finite numbers."""
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor)
+                                                for t in weights.values()):
+        raise CheckpointError(f"{path}: its model entry is not a dictionary of tensors")
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: weight {name} holds NaN or infinite values")
 
 
 # -- ckpt-run (book/05-training.md) --
@@ -88,18 +111,51 @@ def saved_tokenizer(state: dict[str, Any], ckpt: Path) -> Tokenizer:
         raise CheckpointError(f"{ckpt}: its tokenizer cannot be rebuilt ({first_line(e)})") from e
 
 
+def weight_settings(weights: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The model settings that the weights' shapes show."""
+    shown: dict[str, int] = {}
+    for key, names in (("tok_emb.weight", ("vocab_size", "n_embd")),
+                       ("pos_emb.weight", ("block_size", "n_embd"))):
+        if key in weights and weights[key].dim() == 2:
+            shown.update(zip(names, weights[key].shape, strict=True))
+    layers = {int(k.split(".")[1]) for k in weights if re.match(r"blocks\.\d+\.", k)}
+    if layers:
+        shown["n_layer"] = max(layers) + 1
+    return shown
+
+
+def shape_mismatch(config: GPTConfig, weights: dict[str, torch.Tensor]) -> str | None:
+    """What the settings say against what the weights show, or None if they agree."""
+    wrong = [(name, getattr(config, name), value)
+             for name, value in weight_settings(weights).items()
+             if getattr(config, name) != value]
+    if not wrong:
+        return None
+    return "; ".join(f"model_args say {name}={said}, its weights have {name}={shown}"
+                     for name, said, shown in wrong)
+
+
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Load a run's model and tokenizer from its folder (or its checkpoint file)."""
     ckpt = checkpoint_path(path)
     state = load_checkpoint(ckpt)
     try:
-        model = GPT(GPTConfig(**state["model_args"]))
+        config = GPTConfig(**state["model_args"])
+        mismatch = shape_mismatch(config, state["model"])
+        if mismatch:
+            raise CheckpointError(f"{ckpt}: weights do not fit the model it describes "
+                                  f"({mismatch})")
+        model = GPT(config)
         model.load_state_dict(state["model"])
     except (TypeError, ValueError, RuntimeError) as e:  # wrong settings, weights of another shape
         raise CheckpointError(f"{ckpt}: weights do not fit the model it describes "
                               f"({first_line(e)})") from e
+    tokenizer = saved_tokenizer(state, ckpt)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(f"{ckpt}: its tokenizer has {tokenizer.vocab_size} tokens, more "
+                              f"than the model's vocab_size={config.vocab_size}")
     model.to(device).eval()
-    return LoadedRun(model, saved_tokenizer(state, ckpt), state["train_config"], state)
+    return LoadedRun(model, tokenizer, state["train_config"], state)
 
 
 def run_tokenizer(path: str | Path) -> Tokenizer:

@@ -197,6 +197,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 # -- cmd-bench-train (book/07-command-line.md) --
 def run_bench_train(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise CliError(f"--steps {args.steps}: must be at least 1")
+    if args.seconds is not None and not 0 < args.seconds < math.inf:
+        raise CliError(f"--seconds {args.seconds}: must be a positive number of seconds")
     changes = settings(args)
     cfg = configure(base_config(changes), changes)
     r = bench_train(cfg, load_data(cfg), steps=args.steps, seconds=args.seconds)

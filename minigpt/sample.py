@@ -4,10 +4,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from minigpt.tokenizer import Tokenizer
+
+MIN_TEMPERATURE = 1e-3  # below this, logits / temperature can overflow to inf
+SEEDS = 2**63  # a seed is an integer in [0, SEEDS), what a torch.Generator accepts
 
 
 # -- sample-probs (book/06-sampling.md) --
@@ -18,8 +23,9 @@ def next_token_probs(
     top_p: float | None = None,
 ) -> Tensor:
     """The distribution to draw the next token from, given logits (..., vocab_size)."""
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature}: must be >= 0")
+    if not (temperature == 0 or MIN_TEMPERATURE <= temperature < math.inf):
+        raise ValueError(f"temperature={temperature}: must be 0 (greedy) or a finite number "
+                         f">= {MIN_TEMPERATURE}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k={top_k}: must be at least 1")
     if top_p is not None and not 0.0 < top_p <= 1.0:
@@ -54,6 +60,8 @@ def generate(
     block_size: int | None = None,
 ) -> Tensor:
     """Append max_new_tokens sampled tokens to each row of idx (B, T); returns (B, T + new)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: must not be negative")
     block_size = block_size or model.config.block_size
     was_training = model.training
     model.eval()
@@ -83,6 +91,8 @@ def sample_text(
     """The prompt followed by max_new_tokens sampled tokens, decoded."""
     if not prompt:
         raise ValueError("the prompt is empty; give at least one character (e.g. a newline)")
+    if seed is not None and not 0 <= seed < SEEDS:
+        raise ValueError(f"seed={seed}: must be in [0, 2**63)")
     ids = tokenizer.encode(prompt)  # ValueError naming any character not in the vocabulary
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)

@@ -14,6 +14,7 @@ import tiktoken
 from minigpt.bpe import BPETokenizer, load_gpt2
 from minigpt.bpe_train import train_fast
 from minigpt.corpus import load_text
+from minigpt.errors import CliError
 
 
 # -- bpe-bench (book/08-bpe.md) --
@@ -53,6 +54,8 @@ def bench_tokenizer(text: str, repeat: int = 3) -> list[tuple[str, str]]:
 
 
 def run_bench_tokenizer(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise CliError(f"--repeat {args.repeat}: must be at least 1")
     text = load_text(args.data)
     print(f"bench tokenizer: {len(text):,} characters, best of {args.repeat}")
     for what, figure in bench_tokenizer(text, args.repeat):

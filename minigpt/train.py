@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from minigpt.checkpoint import CheckpointError, first_line
 from minigpt.console import Console, ctrl_c_sets_flag
-from minigpt.errors import RunFailed
+from minigpt.errors import RunFailed, UserError
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import Schedule, make_optimizers
 from minigpt.runs import NoRunFolder, RunFolder
@@ -115,6 +116,7 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r}: must be adamw or muon")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r}: must be auto, float32 or bfloat16")
+        check_device(self.device)
 
 
 # -- train-data (book/05-training.md) --
@@ -256,11 +258,32 @@ def window_pieces(chunk: Tensor, block_size: int) -> list[tuple[Tensor, Tensor]]
 
 
 # -- train-trainer (book/05-training.md) --
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+class DeviceError(UserError, ValueError):
+    """A device name this code cannot use, or a device this machine does not have."""
+
+
+def check_device(name: str) -> None:
+    """Raise DeviceError unless name is spelled as one of DEVICES."""
+    if not isinstance(name, str) or re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name) is None:
+        raise DeviceError(f"device={name!r}: unknown device; use {DEVICES}")
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' means the GPU if PyTorch sees one, else the CPU."""
+    """'auto' means the GPU if PyTorch sees one, else the CPU; DeviceError if it is absent."""
+    check_device(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    device = torch.device(name)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise DeviceError(f"device={name!r}: PyTorch sees {gpus} CUDA GPU(s) here; "
+                          f"use {DEVICES}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device={name!r}: PyTorch sees no MPS device here; use {DEVICES}")
+    return device
 
 
 def autocast_for(device: torch.device,

@@ -226,11 +226,6 @@ CASES = {**DATA_CASES, **CHECKPOINT_CASES, **TOKENIZER_CASES, **BENCH_CASES}
 # Rows that main still gets wrong (issue 8 is open): each is expected to fail, strictly, so the
 # day one is fixed the test says so and the row leaves this list.
 OPEN = {
-    "sample-device-foo", "eval-device-foo",
-    "train-device-foo", "sample-seed-negative", "sample-seed-huge", "temperature-nan",
-    "temperature-tiny", "max-new-tokens-negative", "ckpt-tokenizer-too-large", "ckpt-nan-weights",
-    "ckpt-shape-mismatch", "ckpt-malicious-pickle", "tokenizer-truncated", "bench-steps-zero",
-    "bench-seconds-negative", "bench-seconds-nan", "bench-tokenizer-repeat-zero",
 }
 
 

@@ -304,12 +304,17 @@ BROKEN = [
     (300, "tokn 298 merge 1 2", 301, "cannot read 'tokn 298 merge 1 2'"),
     (300, "token 298 merge 1", 301, "cannot read"),
     (300, "token 298 byte 0x41 0x42", 301, "cannot read"),
-    (-1, "special 401 <|pad|>", 404, "must be a JSON string"),
-    (-1, 'special 401 "unterminated', 404, "must be a JSON string"),
-    (-1, 'special 399 "<|pad|>"', 404, "token id 399 is defined twice"),
-    (-1, 'special 401 "<|endoftext|>"', 404, "'<|endoftext|>' is empty or defined twice"),
-    (-1, 'special 401 ""', 404, "'' is empty or defined twice"),
-    (2, None, 403, "(end of file) every byte needs a token, and byte 0x00 has none"),
+    (-2, "special 401 <|pad|>", 404, "must be a JSON string"),
+    (-2, 'special 401 "unterminated', 404, "must be a JSON string"),
+    (-2, 'special 399 "<|pad|>"', 404, "token id 399 is defined twice"),
+    (-2, 'special 401 "<|endoftext|>"', 404, "'<|endoftext|>' is empty or defined twice"),
+    (-2, 'special 401 ""', 404, "'' is empty or defined twice"),
+    (2, None, 404, "(end of file) every byte needs a token, and byte 0x00 has none"),
+    # the closing line: a file cut short, or one that lost or gained a line
+    (-1, None, 404, "(end of file) no closing 'end N' line: the file is cut short"),
+    (-1, "end 401", 405, "'end 401' does not match the 402 tokens defined above it"),
+    (-1, "end lots", 405, "'lots' is not a number"),
+    (300, "end 402", 301, "cannot read 'end 402'"),
 ]
 
 
@@ -318,7 +323,7 @@ def test_malformed_file_names_the_line(
     small_tok: BPETokenizer, tmp_path: Path, index: int, new: str | None, line: int, message: str
 ) -> None:
     lines = good_lines(small_tok, tmp_path)
-    assert len(lines) == 404  # header, pattern, 256 bytes, 144 merges, 2 specials
+    assert len(lines) == 405  # header, pattern, 256 bytes, 144 merges, 2 specials, end
     assert lines[256 + 2] == "token 256 merge 32 116     # ' t'"  # the pair some cases reuse
     if new is None:
         del lines[index]
@@ -336,7 +341,7 @@ def test_malformed_file_names_the_line(
 def test_a_merge_part_with_a_larger_id_names_the_line(tmp_path: Path) -> None:
     # ids 256..299 are free here, so a merged token can get a smaller id than one of its parts
     lines = good_lines(BPETokenizer([(97, 98, 300)]), tmp_path)
-    lines.append("token 299 merge 300 99")
+    lines.insert(-1, "token 299 merge 300 99")  # before the closing 'end' line
     path = tmp_path / "backwards.bpe"
     path.write_text("\n".join(lines), encoding="utf-8")
     with pytest.raises(TokenizerFileError, match=r"backwards\.bpe:260: merged token 299 must have"):
@@ -372,11 +377,14 @@ def test_from_dict_checks_its_input(small_tok: BPETokenizer) -> None:
     with pytest.raises(ValueError, match=r"tokenizer file: kind 'bpe', keys \['byte_ids'"):
         BPETokenizer.from_dict(old)
     # a damaged copy is held to the file's rules, and named by a pseudo file name
-    damaged = {**data, "file": data["file"] + "token 999 merge 32 116\n"}
+    damaged = {**data, "file": data["file"].replace("\nend ", "\ntoken 999 merge 32 116\nend ")}
     with pytest.raises(TokenizerFileError, match=r"^<tokenizer dict>:405: the pair 32 116"):
         BPETokenizer.from_dict(damaged)
     with pytest.raises(TokenizerFileError, match=r"^ckpt\.pt\[tokenizer\]:405: "):
         BPETokenizer.from_dict(damaged, source="ckpt.pt[tokenizer]")
+    # a checkpoint's copy may lack the closing 'end' line (older checkpoints); a file may not
+    assert BPETokenizer.from_dict({**data, "file": data["file"].rsplit("end ", 1)[0]}).merges \
+        == small_tok.merges
 
 
 def test_the_constructor_checks_each_rule() -> None:
