@@ -26,10 +26,10 @@ LAYERS = [
     {"sample", "checkpoint", "tokenizer_bench"},
     # what reads or writes checkpoints or shards
     {"runs", "tokenizer_cli", "prepare"},
-    # training, then what chooses what to train
-    {"train"},
-    {"subword", "bench"},
-    {"stages"},
+    # training (and the prepare benchmark), then what chooses what to train
+    {"train", "prepare_bench"},
+    {"subword", "bench", "shard_data", "code_check"},
+    {"stages", "compress"},
     # the command line
     {"commands"},
     {"cli"},

@@ -252,3 +252,13 @@ def test_bad_input_is_one_line_and_leaves_no_shards(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and says in err, err
     assert not list(tmp_path.glob("out/*.bin")) and not (tmp_path / "out" / "meta.json").exists()
+
+
+def test_bench_prepare_times_both_ways(corpus: tuple[Path, list[str]],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path, texts = corpus
+    assert main(["bench", "prepare", "--data-files", str(path), "--tokenizer", "bpe:300",
+                 "--num-proc", "2"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "MB/s" in line]
+    assert [line.split(",")[0] for line in lines] == ["plain way", "prepare"]
+    assert all(float(line.split("MB/s")[0].split()[-1]) > 0 for line in lines)
