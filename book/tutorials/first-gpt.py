@@ -59,8 +59,8 @@ print(cfg)
 # %%
 data = stage_data(cfg)
 print(f"{data.tokenizer.vocab_size} characters in the vocabulary")
-print(f"{len(data.train_text):,} characters for training, {len(data.val_text):,} for validation")
-print(data.train_text[:200])
+print(f"{data.train_ids.numel():,} characters for training, {data.val_ids.numel():,} for validation")
+print(data.tokenizer.decode(data.train_ids[:200].tolist()))
 
 # %% [markdown]
 # ## Training
