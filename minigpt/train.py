@@ -35,6 +35,7 @@ class TrainConfig:
     # What to train on (chapter 7 maps the stage name to a corpus and a tokenizer).
     stage: str = "char"
     data: str | None = None  # corpus file; None: $MINIGPT_DATA, else the download cache
+    data_sha256: str | None = None  # the checksum of data, which chapter 7 stores and checks
     data_dir: str | None = None  # token shards, for chapter 11's corpus stage
     vocab_size: int | None = None  # for stages that learn a tokenizer; None: the stage's own
     preset: str | None = None  # the preset the run began from (chapter 7): a label, sets nothing

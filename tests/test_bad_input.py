@@ -60,6 +60,16 @@ def bad_checkpoint(change: Callable[[dict], None]) -> Callable[[Path], None]:
     return make
 
 
+def stored_corpus(data: str, sha256: str | None) -> Callable[[Path], None]:
+    """The fixture run's checkpoint, naming data ({dir}: the case's folder) as its corpus."""
+    def make(path: Path) -> None:
+        folder = next(p for p in path.parents if (p / "run" / "ckpt.pt").is_file())
+        state = load_checkpoint(folder / "run" / "ckpt.pt")
+        state["train_config"].update(data=data.format(dir=folder), data_sha256=sha256)
+        save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, path)
+    return make
+
+
 def malicious_pickle(path: Path) -> None:
     class Evil:
         def __reduce__(self) -> tuple:
@@ -97,6 +107,18 @@ DATA_CASES: dict[str, Case] = {
                                   "corpus.txt", files={"corpus.txt": write(TEXT + "Zoë ~\n")}),
     "eval-new-characters": Case("eval --run {dir}/run " + CORPUS, "corpus.txt",
                                 files={"corpus.txt": write(TEXT + "Zoë ~\n")}),
+    # -- the corpus a run stored: its path and SHA-256 --
+    "eval-corpus-changed": Case("eval --run {dir}/bad.pt", "corpus.txt", files={
+        "corpus.txt": write(TEXT), "bad.pt": stored_corpus("{dir}/corpus.txt", "0" * 64)}),
+    "eval-corpus-gone": Case("eval --run {dir}/bad.pt", "nowhere.txt",
+                             files={"bad.pt": stored_corpus("{dir}/nowhere.txt", "0" * 64)}),
+    "eval-corpus-no-checksum": Case("eval --run {dir}/bad.pt", "checksum", files={
+        "corpus.txt": write(TEXT), "bad.pt": stored_corpus("{dir}/corpus.txt", None)}),
+    "eval-corpus-etc-passwd": Case("eval --run {dir}/bad.pt", "/etc/passwd",
+                                   files={"bad.pt": stored_corpus("/etc/passwd", "0" * 64)}),
+    "resume-corpus-changed": Case("train --out {dir}/run --resume max_iters=6", "corpus.txt",
+                                  files={"corpus.txt": write(TEXT), "run/ckpt.pt": stored_corpus(
+                                      "{dir}/corpus.txt", "0" * 64)}),
     "eval-empty-corpus": Case("eval --run {dir}/run " + CORPUS, "corpus.txt",
                               files={"corpus.txt": write("")}),
     # -- where the run goes --
@@ -295,6 +317,36 @@ def pipe_into_head(command: list[str], env: dict[str, str] | None = None) -> str
     proc.stdout.close()  # what head does once it has its line
     _, err = proc.communicate(timeout=300)
     return err.decode()
+
+
+def test_a_stored_corpus_is_refused_without_quoting_it(
+        home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password: hunter2\n" * 50, encoding="utf-8")
+    stored_corpus(str(secret), "0" * 64)(home / "stolen.pt")
+    assert main(["eval", "--run", str(home / "stolen.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "secret.txt" in err and "hunter2" not in err and "password" not in err, err
+    (home / "stolen.pt").unlink()
+
+
+def test_a_run_pins_the_corpus_it_found_in_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "env.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    monkeypatch.setenv("MINIGPT_DATA", str(corpus))
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY]) == 0
+    saved = load_checkpoint(tmp_path / "run" / "ckpt.pt")["train_config"]
+    assert saved["data"] == str(corpus)
+    assert saved["data_sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
+    monkeypatch.delenv("MINIGPT_DATA")
+    assert main(["eval", "--run", str(tmp_path / "run")]) == 0  # the stored path, not the env
+    corpus.write_text(TEXT + "All:\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["eval", "--run", str(tmp_path / "run")]) == 2
+    assert "env.txt" in capsys.readouterr().err
+    assert main(["eval", "--run", str(tmp_path / "run"), "--data", str(corpus)]) == 0
 
 
 def test_sample_into_a_closed_pipe(home: Path) -> None:
