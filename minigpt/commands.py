@@ -181,7 +181,8 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(cfg, load_data(cfg, tokenizer), out, resume=args.resume,
                    overwrite=args.overwrite)
     print(f"run saved in {out} ({result.reason} at step {result.step})")
-    return 130 if result.reason == "interrupted" else 0  # 130: the shell's code for Ctrl-C
+    # The shell's codes: 130 for Ctrl-C (or SIGTERM), 141 for a closed pipe (`| head`).
+    return {"interrupted": 130, "output closed": 141}.get(result.reason, 0)
 
 
 def base_config(changes: dict[str, Any]) -> TrainConfig:

@@ -355,6 +355,23 @@ def test_sample_into_a_closed_pipe(home: Path) -> None:
     assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
+def test_train_into_a_closed_pipe_saves_the_run(tmp_path: Path) -> None:
+    (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
+    many = [s for s in TINY if not s.startswith("max_iters")] + ["max_iters=100000"]
+    command = [sys.executable, "-m", "minigpt", "train", "--out", str(tmp_path / "run"),
+               "--data", str(tmp_path / "corpus.txt"), *many]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # the run's first line, then the reader leaves, as head does
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode(), err
+    assert proc.returncode == 141, err
+    assert "output closed" in err.decode() and "--resume" in err.decode(), err
+    step = load_checkpoint(tmp_path / "run" / "ckpt.pt")["step"]
+    assert step < 100000  # it stopped at once, and saved where it stopped
+
+
 def test_tangle_list_into_a_closed_pipe() -> None:
     err = pipe_into_head([sys.executable, "tangle.py", "list"])
     assert "Traceback" not in err and "BrokenPipe" not in err, err
