@@ -229,6 +229,13 @@ TOKENIZER_CASES: dict[str, Case] = {
         "tokenizer decode --tokenizer gpt2 --backend tiktoken --ids [50257]", "50257"),
     "decode-tiktoken-huge": Case(
         "tokenizer decode --tokenizer gpt2 --backend tiktoken --ids [99999999999]", "99999999999"),
+    "decode-a-boolean": Case("tokenizer decode --tokenizer {dir}/tok.json --ids [true]", "true"),
+    "tokenizer-train-out-under-a-file": Case(
+        "tokenizer train --input {dir}/corpus.txt --vocab-size 260 --out {dir}/corpus.txt/t.json",
+        "corpus.txt/t.json", files={"corpus.txt": write(TEXT)}),
+    "tokenizer-train-out-impossible": Case(
+        "tokenizer train --input {dir}/corpus.txt --vocab-size 260 --out /proc/minigpt.json",
+        "/proc/minigpt.json", files={"corpus.txt": write(TEXT)}),
     "tiktoken-with-own-file": Case(
         "tokenizer encode --tokenizer {dir}/tok.json --backend tiktoken --text hi", "tiktoken"),
 }
@@ -240,11 +247,31 @@ BENCH_CASES: dict[str, Case] = {
                                    "--seconds", files={"corpus.txt": write(TEXT)}),
     "bench-seconds-nan": Case(f"bench train {CORPUS} --seconds nan " + " ".join(TINY[:5]),
                               "--seconds", files={"corpus.txt": write(TEXT)}),
+    "bench-tokenizer-corpus-not-utf8": Case("bench tokenizer --data {dir}/latin.txt", "latin.txt",
+                                            files={"latin.txt": write(b"\xff\xfe caf\xe9\n")}),
+    "bench-tokenizer-corpus-missing": Case("bench tokenizer --data {dir}/none.txt", "none.txt"),
     "bench-tokenizer-repeat-zero": Case(f"bench tokenizer {CORPUS} --repeat 0", "--repeat",
                                         files={"corpus.txt": write(TEXT)}),
 }
 
-CASES = {**DATA_CASES, **CHECKPOINT_CASES, **TOKENIZER_CASES, **BENCH_CASES}
+# -- prepare (chapter 10) -----------------------------------------------------------------
+PREPARE = "prepare --tokenizer bpe:300 --data-files"
+PREPARE_CASES: dict[str, Case] = {
+    "prepare-not-parquet": Case(f"{PREPARE} {{dir}}/fake.parquet --out {{dir}}/new", "fake.parquet",
+                                files={"fake.parquet": write(b"PAR1 not really")}),
+    "prepare-out-under-a-file": Case(f"{PREPARE} {{dir}}/corpus.txt --out {{dir}}/corpus.txt/new",
+                                     "corpus.txt/new", files={"corpus.txt": write(TEXT)}),
+    "prepare-out-impossible": Case(f"{PREPARE} {{dir}}/corpus.txt --out /proc/minigpt-shards",
+                                   "/proc/minigpt-shards", files={"corpus.txt": write(TEXT)}),
+    "prepare-no-file-matches": Case(f"{PREPARE} {{dir}}/none*.txt --out {{dir}}/new", "none*.txt"),
+    "prepare-val-fraction-above-one": Case(
+        f"{PREPARE} {{dir}}/corpus.txt --out {{dir}}/new --val-fraction 1.5", "--val-fraction",
+        files={"corpus.txt": write(TEXT)}),
+    "prepare-out-is-a-file": Case(f"{PREPARE} {{dir}}/corpus.txt --out {{dir}}/corpus.txt",
+                                  "corpus.txt", files={"corpus.txt": write(TEXT)}),
+}
+
+CASES = {**DATA_CASES, **CHECKPOINT_CASES, **TOKENIZER_CASES, **BENCH_CASES, **PREPARE_CASES}
 # Rows that main still gets wrong (issue 8 is open): each is expected to fail, strictly, so the
 # day one is fixed the test says so and the row leaves this list.
 OPEN = {
