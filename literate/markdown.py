@@ -33,6 +33,9 @@ NAME_RE = re.compile(r"^\w[\w.-]*$")
 LOOSE_ATTRIBUTE_RE = re.compile(r"(?:^|\s)(?:\{|#[^\s#]|\.append\b|file=)")
 QUOTED_RE = re.compile(r"\"[^\"]*\"|'[^']*'")
 REFERENCE_RE = re.compile(r"^(?P<indent>[ \t]*)<<(?P<name>[^\s<>]+)>>[ \t]*$")
+# An HTML comment block: a line that begins with <!-- opens it, the first line with --> ends it.
+# Everything in between is hidden on the site, so a tangled block there is a mistake.
+COMMENT_START_RE = re.compile(r"^ {0,3}<!--")
 
 
 class TangleError(Exception):
@@ -83,9 +86,11 @@ def parse_page(path: str, text: str, errors: list[TangleError]) -> list[Block]:
     lines = text.splitlines()
     blocks: list[Block] = []
     start = 0
+    comment = None  # the line at which an open HTML comment began
     while start < len(lines):
         fence = FENCE_RE.match(lines[start])
         if not fence:
+            comment = comment_at(lines[start], start + 1, comment)
             start += 1
             continue
         end = closing_fence(lines, start + 1, fence["ticks"])
@@ -94,10 +99,26 @@ def parse_page(path: str, text: str, errors: list[TangleError]) -> list[Block]:
                                       f"'{lines[start].strip()}': close it with {fence['ticks']}"))
             break
         block = block_from_fence(path, start, fence, lines[start + 1 : end], errors)
-        if block is not None:
+        if block is not None and comment is not None:
+            errors.append(TangleError(path, start + 1, f"a tangled block inside the HTML "
+                                      f"comment begun at line {comment}: the site hides it, "
+                                      "but its code would be generated; move it out of the "
+                                      "comment, or remove its braces"))
+        elif block is not None:
             blocks.append(block)
+        if comment is not None and any("-->" in line for line in lines[start + 1 : end + 1]):
+            comment = None  # for the page, the fence was comment text, and so was its -->
         start = end + 1
     return blocks
+
+
+def comment_at(line: str, number: int, comment: int | None) -> int | None:
+    """The line at which the HTML comment open after this line began; None if none is."""
+    if comment is None:
+        if not COMMENT_START_RE.match(line):
+            return None
+        comment, line = number, line.split("<!--", 1)[1]
+    return None if "-->" in line else comment
 
 
 def closing_fence(lines: list[str], start: int, ticks: str) -> int | None:

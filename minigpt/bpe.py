@@ -299,10 +299,14 @@ class BPETokenizer:
             return self.special_ids[token]
         return self.vocab[token].decode("utf-8", errors="backslashreplace")
 
+    # The control characters (C0, DEL and C1) as escapes, so that none reaches the terminal.
+    VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7f, 0xa0)]} | {
+        ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+
     def show(self, text: str, color: bool = False) -> str:
         """`text` cut into its tokens: [bracketed], or on coloured backgrounds for a terminal."""
-        pieces = [self.token_text(t) for t in self.encode(text, allowed_special="all")]
-        pieces = [p.replace("\n", "\\n").replace("\t", "\\t") for p in pieces]
+        pieces = [self.token_text(t).translate(self.VISIBLE)
+                  for t in self.encode(text, allowed_special="all")]
         if not color:
             return "".join(f"[{p}]" for p in pieces)
         colours = ("\x1b[48;5;153m", "\x1b[48;5;222m", "\x1b[48;5;194m", "\x1b[48;5;217m")

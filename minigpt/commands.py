@@ -17,6 +17,7 @@ import torch
 
 from minigpt.bench import bench_train
 from minigpt.checkpoint import load_checkpoint, load_run, saved_tokenizer
+from minigpt.corpus import corpus_path, sha256_of
 from minigpt.errors import CliError
 from minigpt.runs import RUN_FILES, RunFolder
 from minigpt.sample import sample_text
@@ -119,6 +120,39 @@ def load_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None,
     return data
 
 
+# -- cmd-settings, continued (book/07-command-line.md) --
+CORPUS_STAGES = ("char", "bpe")  # the stages whose data is one corpus file, cfg.data
+
+
+def pin_corpus(cfg: TrainConfig) -> TrainConfig:
+    """cfg naming its corpus by absolute path and SHA-256, however the file was found."""
+    if cfg.stage not in CORPUS_STAGES:
+        return cfg
+    try:
+        path = Path(os.path.abspath(corpus_path(cfg.data)))
+        checksum = sha256_of(path)
+    except OSError as e:
+        raise CliError(f"cannot read the corpus: {e}") from e
+    return configure(cfg, {"data": str(path), "data_sha256": checksum})
+
+
+def check_corpus(cfg: TrainConfig, run: Path | str) -> None:
+    """CliError if the corpus a run stored is not, byte for byte, the one it was trained on."""
+    if cfg.stage not in CORPUS_STAGES or cfg.data is None:
+        return  # None: an old run of $MINIGPT_DATA or the download, which load_text finds
+    path, how = Path(cfg.data), "pass --data PATH to name the corpus to use"
+    if cfg.data_sha256 is None:
+        raise CliError(f"{run} names its corpus {path} without a checksum; {how}")
+    try:
+        same = path.is_file() and sha256_of(path) == cfg.data_sha256
+    except OSError as e:
+        raise CliError(f"cannot read {path}, the corpus of {run}: {e.strerror}; {how}") from e
+    if not same:
+        what = ("has changed since the run was trained on it (its SHA-256 is not the one the "
+                "run stored)") if path.is_file() else "is gone"
+        raise CliError(f"{path}, the corpus of {run}, {what}; {how}")
+
+
 # -- cmd-train (book/07-command-line.md) --
 def run_train(args: argparse.Namespace) -> int:
     changes = settings(args)
@@ -133,16 +167,22 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = configure(saved, changes)
         same_origin(saved, cfg, out)
         tokenizer = saved_tokenizer(state, out / "ckpt.pt")
+        if "data" in changes:  # a corpus named again: the run goes on with that one
+            cfg = pin_corpus(cfg)
+        else:
+            check_corpus(cfg, out)
     else:
         cfg = configure(base_config(changes), changes)
         RunFolder(out).check_new(args.overwrite)  # a RunFolderError, one line like a CliError
         if args.overwrite and any((out / name).exists() for name in RUN_FILES):
             print(f"note: the run in {out} is replaced once the new one's first checkpoint "
                   "is saved")
+        cfg = pin_corpus(cfg)
     result = train(cfg, load_data(cfg, tokenizer), out, resume=args.resume,
                    overwrite=args.overwrite)
     print(f"run saved in {out} ({result.reason} at step {result.step})")
-    return 130 if result.reason == "interrupted" else 0  # 130: the shell's code for Ctrl-C
+    # The shell's codes: 130 for Ctrl-C (or SIGTERM), 141 for a closed pipe (`| head`).
+    return {"interrupted": 130, "output closed": 141}.get(result.reason, 0)
 
 
 def base_config(changes: dict[str, Any]) -> TrainConfig:
@@ -185,6 +225,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data or args.data_dir:
         paths = {"data": args.data, "data_dir": args.data_dir}
         cfg = configure(cfg, absolute_paths({k: v for k, v in paths.items() if v}))
+    else:
+        check_corpus(cfg, args.run)
     data = load_data(cfg, run.tokenizer, training=False)
     splits = {"train": (data.train_ids, data.train_bytes), "val": (data.val_ids, data.val_bytes)}
     for name, (ids, size) in splits.items():

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ class Console:
         self.width = width
         self.live = sys.stderr.isatty()
         self.drawn = False
+        self.closed = False  # stdout's reader has gone (`train | head`): the run stops
 
     def progress(self, fraction: float, text: str) -> None:
         if self.live:
@@ -30,11 +32,18 @@ class Console:
             self.drawn = True
 
     def print(self, text: str) -> None:
-        """Print a line of its own, above the bar."""
+        """Print a line of its own, above the bar; on stderr once stdout is closed."""
         if self.drawn:
             sys.stderr.write("\r\x1b[K")
             self.drawn = False
-        print(text, flush=True)
+        try:
+            print(text, file=sys.stderr if self.closed else sys.stdout, flush=True)
+        except BrokenPipeError:
+            if self.closed:
+                return  # stderr is gone too: there is no one left to tell
+            self.closed = True
+            # The unwritten line goes nowhere now, rather than fail again at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # -- console-interrupt (book/05-training.md) --
@@ -89,3 +98,14 @@ def signals_deferred() -> Iterator[None]:
         yield
     for signum in received:
         signal.raise_signal(signum)  # to the handler that is back in place
+
+
+# -- console-interrupt, continued (book/05-training.md) --
+@contextmanager
+def stops_raise() -> Iterator[None]:
+    """Within the block, the first Ctrl-C or SIGTERM raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with handlers({stop: insist for stop in STOP_SIGNALS}):
+        yield

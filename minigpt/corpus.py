@@ -86,15 +86,19 @@ def load_text(path: str | os.PathLike[str] | None = None) -> str:
 
     Tiny Shakespeare comes from the cache, downloaded and checked the first time.
     """
+    return read_corpus(corpus_path(path))
+
+
+def corpus_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The file load_text reads: path, else $MINIGPT_DATA, else the cached Tiny Shakespeare."""
     named = path or os.environ.get(DATA_ENV)
-    if named:
-        source = Path(named).expanduser()
-        if not source.is_file():
-            hint = "check the path" if path else f"fix ${DATA_ENV}, or unset it to download"
-            raise CorpusError(f"no corpus file at {source} ({hint})")
-    else:
-        source = tiny_shakespeare_path()
-    return read_corpus(source)
+    if not named:
+        return tiny_shakespeare_path()
+    source = Path(named).expanduser()
+    if not source.is_file():
+        hint = "check the path" if path else f"fix ${DATA_ENV}, or unset it to download"
+        raise CorpusError(f"no corpus file at {source} ({hint})")
+    return source
 
 
 def read_corpus(source: Path) -> str:

@@ -354,7 +354,10 @@ def command_line(plan: Plan, out: Path, num_proc: int) -> str:
 def prepare(plan: Plan, out: Path, num_proc: int = 1, overwrite: bool = False) -> dict[str, Any]:
     """Write the plan's shards into out; returns what meta.json records."""
     make_room(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # under a file, or somewhere not writable
+        raise CliError(f"--out {out}: cannot make the folder ({e.strerror or e})") from None
     return Preparer(plan, out, num_proc).run()
 
 

@@ -85,8 +85,7 @@ def streamed(dataset: Any, where: str) -> Iterator[dict[str, Any]]:
     try:
         yield from rows
     except (OSError, ValueError) as e:  # a damaged file, a bad row: pyarrow's and datasets' own
-        gist = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise CliError(f"{where}: cannot read it ({gist})") from e
+        raise CliError(f"{where}: cannot read it ({first_words(e)})") from e
     finally:
         close = getattr(rows, "close", None)
         if close is not None:
@@ -139,10 +138,23 @@ def matching_files(pattern: str) -> tuple[list[Path], str]:
     return files, builders[0]
 
 
+def parquet_rows(path: Path) -> int:
+    """The number of rows a parquet file holds, read from its footer."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise CliError(f"{path}: not a readable parquet file ({first_words(e)})") from None
+
+
+def first_words(error: Exception) -> str:
+    """The first line of an error's message, at most 200 characters."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 def file_documents(pattern: str, text_column: str | None) -> Iterator[Document]:
     files, builder = matching_files(pattern)
     if builder == "parquet":  # pyarrow refuses to stream a file of no rows: skip them
-        files = [p for p in files if pq.ParquetFile(p).metadata.num_rows > 0]
+        files = [p for p in files if parquet_rows(p) > 0]
         if not files:
             return
     import datasets

@@ -56,7 +56,10 @@ def bench_tokenizer(text: str, repeat: int = 3) -> list[tuple[str, str]]:
 def run_bench_tokenizer(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise CliError(f"--repeat {args.repeat}: must be at least 1")
-    text = load_text(args.data)
+    try:
+        text = load_text(args.data)
+    except OSError as e:  # chapter 1's CorpusError: missing, empty, not UTF-8
+        raise CliError(f"cannot read the corpus: {e}") from None
     print(f"bench tokenizer: {len(text):,} characters, best of {args.repeat}")
     for what, figure in bench_tokenizer(text, args.repeat):
         print(f"{what:<46} {figure:>10}")

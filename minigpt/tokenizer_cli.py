@@ -95,7 +95,10 @@ def run_tokenizer_train(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     tokenizer = bpe_tokenizer(learn_merges(index, args.vocab_size), args.pattern, args.special)
     seconds = time.perf_counter() - start
-    tokenizer.save(args.out)
+    try:
+        tokenizer.save(args.out)
+    except OSError as e:  # a folder that cannot be made or written: under a file, in /proc
+        raise CliError(f"cannot write --out {args.out}: {e.strerror or e}") from None
     n_tokens = index.token_count()  # the text's length in tokens, known from training
     print(f"learned {len(tokenizer.merges):,} merges in {seconds:.2f} s; "
           f"vocabulary {tokenizer.vocab_size:,} tokens; wrote {args.out}")
@@ -126,7 +129,7 @@ def run_tokenizer_decode(args: argparse.Namespace) -> int:
         ids = json.loads(raw.strip().splitlines()[-1] if raw.strip() else "")
     except ValueError:
         ids = None
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+    if not isinstance(ids, list) or not all(type(i) is int for i in ids):  # true is no id
         raise CliError(f"expected a JSON list of token ids, such as [31373, 995]; got {raw!r:.60}")
     try:
         print(open_tokenizer(args).decode(ids))

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from minigpt.checkpoint import CheckpointError, first_line
-from minigpt.console import Console, ctrl_c_sets_flag
+from minigpt.console import Console, ctrl_c_sets_flag, stops_raise
 from minigpt.errors import RunFailed, UserError
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import Schedule, make_optimizers
@@ -35,6 +35,7 @@ class TrainConfig:
     # What to train on (chapter 7 maps the stage name to a corpus and a tokenizer).
     stage: str = "char"
     data: str | None = None  # corpus file; None: $MINIGPT_DATA, else the download cache
+    data_sha256: str | None = None  # the checksum of data, which chapter 7 stores and checks
     data_dir: str | None = None  # token shards, for chapter 11's corpus stage
     vocab_size: int | None = None  # for stages that learn a tokenizer; None: the stage's own
     preset: str | None = None  # the preset the run began from (chapter 7): a label, sets nothing
@@ -414,10 +415,13 @@ class Trainer:
 class TrainResult:
     """How a run ended."""
 
-    reason: str  # "max_iters", "max_time" or "interrupted"
+    reason: str  # "max_iters", "max_time", or one of STOPPED
     step: int
-    val_loss: float | None  # on the whole validation split; None if interrupted
+    val_loss: float | None  # on the whole validation split; None if stopped
     val_bpb: float | None  # bits per byte of text, likewise
+
+
+STOPPED = ("interrupted", "output closed")  # Ctrl-C or SIGTERM; stdout's reader gone (| head)
 
 
 def fit(trainer: Trainer, run: RunFolder, console: Console,
@@ -428,11 +432,12 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
     trainer.model.train()
     session_start, session_tokens = time.perf_counter(), trainer.tokens
     loss = None
+    val_loss = val_bpb = None
     with ctrl_c_sets_flag() as interrupted:
         while True:
             if trainer.step % cfg.eval_interval == 0 and trainer.step != trainer.last_eval_step:
                 evaluate(trainer, run, console)
-            reason = stop_reason(trainer, interrupted)
+            reason = stop_reason(trainer, interrupted, console)
             if reason:
                 break
             loss = trainer.train_step()
@@ -445,17 +450,20 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
                     rate = (trainer.tokens - session_tokens) / (time.perf_counter() - session_start)
                     console.progress(done, f"step {trainer.step} | loss {value:.4f} | "
                                      f"{rate:,.0f} tok/s")
-    val_loss = val_bpb = None
-    if reason == "interrupted":
-        if loss is not None:
-            finite(trainer, run, "training loss", loss.item())
-        console.print(f"interrupted at step {trainer.step}; saved, continue with --resume")
-    else:
-        if trainer.step != trainer.last_eval_step:
-            evaluate(trainer, run, console)
-        val_loss, val_bpb = final_evaluation(trainer, run, console)
-    run.save(trainer.state())
-    run.plot()
+        if reason not in STOPPED:  # a budget spent: a last evaluation, and the whole split
+            if trainer.step != trainer.last_eval_step:
+                evaluate(trainer, run, console)
+            measured = None if interrupted.is_set() else final_evaluation(trainer, run, console)
+            if measured is None:  # stopped before or during the final measurement
+                reason = "interrupted"
+            else:
+                val_loss, val_bpb = measured
+        if reason in STOPPED:
+            if loss is not None:
+                finite(trainer, run, "training loss", loss.item())
+            console.print(f"{reason} at step {trainer.step}; saved, continue with --resume")
+        run.save(trainer.state())
+        run.plot()
     return TrainResult(reason, trainer.step, val_loss, val_bpb)
 
 
@@ -496,14 +504,19 @@ def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
 
 
 def final_evaluation(trainer: Trainer, run: RunFolder,
-                     console: Console) -> tuple[float, float]:
-    """The loss on the whole validation split and its bits per byte, recorded once."""
+                     console: Console) -> tuple[float, float] | None:
+    """The loss on the whole validation split and its bits per byte, recorded once; None if
+    a Ctrl-C or SIGTERM stopped the measurement."""
     done = run.final_record(trainer.step)
     if done is not None:  # a finished run, resumed with nothing to add
         console.print(f"whole validation split: loss {done['val_loss']:.4f}, "
                       f"{done['val_bpb']:.4f} bits per byte (measured before)")
         return done["val_loss"], done["val_bpb"]
-    val_loss, bpb = trainer.whole_validation()
+    try:
+        with stops_raise():  # a measurement changes no state: stopping it loses nothing
+            val_loss, bpb = trainer.whole_validation()
+    except KeyboardInterrupt:
+        return None
     finite(trainer, run, "validation loss", val_loss)
     console.print(f"whole validation split: loss {val_loss:.4f}, {bpb:.4f} bits per byte")
     run.log_metrics(record(trainer, train_loss=None, val_loss=val_loss, val_bpb=bpb, lr=None,
@@ -511,9 +524,12 @@ def final_evaluation(trainer: Trainer, run: RunFolder,
     return val_loss, bpb
 
 
-def stop_reason(trainer: Trainer, interrupted: threading.Event) -> str | None:
+def stop_reason(trainer: Trainer, interrupted: threading.Event,
+                console: Console) -> str | None:
     if interrupted.is_set():
         return "interrupted"
+    if console.closed:
+        return "output closed"
     if trainer.step >= trainer.cfg.max_iters:
         return "max_iters"
     if trainer.cfg.max_time is not None and trainer.elapsed() >= trainer.cfg.max_time:

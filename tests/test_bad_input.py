@@ -60,6 +60,16 @@ def bad_checkpoint(change: Callable[[dict], None]) -> Callable[[Path], None]:
     return make
 
 
+def stored_corpus(data: str, sha256: str | None) -> Callable[[Path], None]:
+    """The fixture run's checkpoint, naming data ({dir}: the case's folder) as its corpus."""
+    def make(path: Path) -> None:
+        folder = next(p for p in path.parents if (p / "run" / "ckpt.pt").is_file())
+        state = load_checkpoint(folder / "run" / "ckpt.pt")
+        state["train_config"].update(data=data.format(dir=folder), data_sha256=sha256)
+        save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, path)
+    return make
+
+
 def malicious_pickle(path: Path) -> None:
     class Evil:
         def __reduce__(self) -> tuple:
@@ -97,6 +107,18 @@ DATA_CASES: dict[str, Case] = {
                                   "corpus.txt", files={"corpus.txt": write(TEXT + "Zoë ~\n")}),
     "eval-new-characters": Case("eval --run {dir}/run " + CORPUS, "corpus.txt",
                                 files={"corpus.txt": write(TEXT + "Zoë ~\n")}),
+    # -- the corpus a run stored: its path and SHA-256 --
+    "eval-corpus-changed": Case("eval --run {dir}/bad.pt", "corpus.txt", files={
+        "corpus.txt": write(TEXT), "bad.pt": stored_corpus("{dir}/corpus.txt", "0" * 64)}),
+    "eval-corpus-gone": Case("eval --run {dir}/bad.pt", "nowhere.txt",
+                             files={"bad.pt": stored_corpus("{dir}/nowhere.txt", "0" * 64)}),
+    "eval-corpus-no-checksum": Case("eval --run {dir}/bad.pt", "checksum", files={
+        "corpus.txt": write(TEXT), "bad.pt": stored_corpus("{dir}/corpus.txt", None)}),
+    "eval-corpus-etc-passwd": Case("eval --run {dir}/bad.pt", "/etc/passwd",
+                                   files={"bad.pt": stored_corpus("/etc/passwd", "0" * 64)}),
+    "resume-corpus-changed": Case("train --out {dir}/run --resume max_iters=6", "corpus.txt",
+                                  files={"corpus.txt": write(TEXT), "run/ckpt.pt": stored_corpus(
+                                      "{dir}/corpus.txt", "0" * 64)}),
     "eval-empty-corpus": Case("eval --run {dir}/run " + CORPUS, "corpus.txt",
                               files={"corpus.txt": write("")}),
     # -- where the run goes --
@@ -207,6 +229,13 @@ TOKENIZER_CASES: dict[str, Case] = {
         "tokenizer decode --tokenizer gpt2 --backend tiktoken --ids [50257]", "50257"),
     "decode-tiktoken-huge": Case(
         "tokenizer decode --tokenizer gpt2 --backend tiktoken --ids [99999999999]", "99999999999"),
+    "decode-a-boolean": Case("tokenizer decode --tokenizer {dir}/tok.json --ids [true]", "true"),
+    "tokenizer-train-out-under-a-file": Case(
+        "tokenizer train --input {dir}/corpus.txt --vocab-size 260 --out {dir}/corpus.txt/t.json",
+        "corpus.txt/t.json", files={"corpus.txt": write(TEXT)}),
+    "tokenizer-train-out-impossible": Case(
+        "tokenizer train --input {dir}/corpus.txt --vocab-size 260 --out /proc/minigpt.json",
+        "/proc/minigpt.json", files={"corpus.txt": write(TEXT)}),
     "tiktoken-with-own-file": Case(
         "tokenizer encode --tokenizer {dir}/tok.json --backend tiktoken --text hi", "tiktoken"),
 }
@@ -218,11 +247,31 @@ BENCH_CASES: dict[str, Case] = {
                                    "--seconds", files={"corpus.txt": write(TEXT)}),
     "bench-seconds-nan": Case(f"bench train {CORPUS} --seconds nan " + " ".join(TINY[:5]),
                               "--seconds", files={"corpus.txt": write(TEXT)}),
+    "bench-tokenizer-corpus-not-utf8": Case("bench tokenizer --data {dir}/latin.txt", "latin.txt",
+                                            files={"latin.txt": write(b"\xff\xfe caf\xe9\n")}),
+    "bench-tokenizer-corpus-missing": Case("bench tokenizer --data {dir}/none.txt", "none.txt"),
     "bench-tokenizer-repeat-zero": Case(f"bench tokenizer {CORPUS} --repeat 0", "--repeat",
                                         files={"corpus.txt": write(TEXT)}),
 }
 
-CASES = {**DATA_CASES, **CHECKPOINT_CASES, **TOKENIZER_CASES, **BENCH_CASES}
+# -- prepare (chapter 10) -----------------------------------------------------------------
+PREPARE = "prepare --tokenizer bpe:300 --data-files"
+PREPARE_CASES: dict[str, Case] = {
+    "prepare-not-parquet": Case(f"{PREPARE} {{dir}}/fake.parquet --out {{dir}}/new", "fake.parquet",
+                                files={"fake.parquet": write(b"PAR1 not really")}),
+    "prepare-out-under-a-file": Case(f"{PREPARE} {{dir}}/corpus.txt --out {{dir}}/corpus.txt/new",
+                                     "corpus.txt/new", files={"corpus.txt": write(TEXT)}),
+    "prepare-out-impossible": Case(f"{PREPARE} {{dir}}/corpus.txt --out /proc/minigpt-shards",
+                                   "/proc/minigpt-shards", files={"corpus.txt": write(TEXT)}),
+    "prepare-no-file-matches": Case(f"{PREPARE} {{dir}}/none*.txt --out {{dir}}/new", "none*.txt"),
+    "prepare-val-fraction-above-one": Case(
+        f"{PREPARE} {{dir}}/corpus.txt --out {{dir}}/new --val-fraction 1.5", "--val-fraction",
+        files={"corpus.txt": write(TEXT)}),
+    "prepare-out-is-a-file": Case(f"{PREPARE} {{dir}}/corpus.txt --out {{dir}}/corpus.txt",
+                                  "corpus.txt", files={"corpus.txt": write(TEXT)}),
+}
+
+CASES = {**DATA_CASES, **CHECKPOINT_CASES, **TOKENIZER_CASES, **BENCH_CASES, **PREPARE_CASES}
 # Rows that main still gets wrong (issue 8 is open): each is expected to fail, strictly, so the
 # day one is fixed the test says so and the row leaves this list.
 OPEN = {
@@ -297,10 +346,57 @@ def pipe_into_head(command: list[str], env: dict[str, str] | None = None) -> str
     return err.decode()
 
 
+def test_a_stored_corpus_is_refused_without_quoting_it(
+        home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password: hunter2\n" * 50, encoding="utf-8")
+    stored_corpus(str(secret), "0" * 64)(home / "stolen.pt")
+    assert main(["eval", "--run", str(home / "stolen.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "secret.txt" in err and "hunter2" not in err and "password" not in err, err
+    (home / "stolen.pt").unlink()
+
+
+def test_a_run_pins_the_corpus_it_found_in_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "env.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    monkeypatch.setenv("MINIGPT_DATA", str(corpus))
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY]) == 0
+    saved = load_checkpoint(tmp_path / "run" / "ckpt.pt")["train_config"]
+    assert saved["data"] == str(corpus)
+    assert saved["data_sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
+    monkeypatch.delenv("MINIGPT_DATA")
+    assert main(["eval", "--run", str(tmp_path / "run")]) == 0  # the stored path, not the env
+    corpus.write_text(TEXT + "All:\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["eval", "--run", str(tmp_path / "run")]) == 2
+    assert "env.txt" in capsys.readouterr().err
+    assert main(["eval", "--run", str(tmp_path / "run"), "--data", str(corpus)]) == 0
+
+
 def test_sample_into_a_closed_pipe(home: Path) -> None:
     err = pipe_into_head([sys.executable, "-m", "minigpt", "sample", "--run", str(home / "run"),
                           "--max-new-tokens", "20000"])
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_train_into_a_closed_pipe_saves_the_run(tmp_path: Path) -> None:
+    (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
+    many = [s for s in TINY if not s.startswith("max_iters")] + ["max_iters=100000"]
+    command = [sys.executable, "-m", "minigpt", "train", "--out", str(tmp_path / "run"),
+               "--data", str(tmp_path / "corpus.txt"), *many]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # the run's first line, then the reader leaves, as head does
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode(), err
+    assert proc.returncode == 141, err
+    assert "output closed" in err.decode() and "--resume" in err.decode(), err
+    step = load_checkpoint(tmp_path / "run" / "ckpt.pt")["step"]
+    assert step < 100000  # it stopped at once, and saved where it stopped
 
 
 def test_tangle_list_into_a_closed_pipe() -> None:

@@ -181,6 +181,33 @@ def test_sigterm_stops_the_run_with_a_final_save(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 7
 
 
+def test_sigterm_during_the_final_evaluation_stops_it_like_ctrl_c(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def die(signum: int, frame: object) -> None:
+        raise Killed
+
+    real = Trainer.whole_validation
+
+    def sigterm_then_measure(self: Trainer) -> tuple[float, float]:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the measurement
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "whole_validation", sigterm_then_measure)
+    previous = signal.signal(signal.SIGTERM, die)
+    try:
+        result = train(TrainConfig(**TINY), make_data(), tmp_path)
+        assert signal.getsignal(signal.SIGTERM) is die
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.reason == "interrupted" and result.step == 20 and result.val_loss is None
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 20
+    assert not any(json.loads(line).get("final")
+                   for line in (tmp_path / "metrics.jsonl").read_text().splitlines())
+    monkeypatch.setattr(Trainer, "whole_validation", real)
+    again = train(TrainConfig(**TINY), make_data(), tmp_path, resume=True)  # measures it now
+    assert again.reason == "max_iters" and again.val_loss is not None
+
+
 def test_a_second_ctrl_c_inside_the_save_waits_for_it(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     real_save = torch.save

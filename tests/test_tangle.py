@@ -194,6 +194,19 @@ def test_a_fence_indented_by_a_list_item_loses_that_indentation() -> None:
     assert block.body == ["def f():", "    pass"]
 
 
+def test_a_tangled_block_inside_an_html_comment_is_an_error() -> None:
+    page = (f"Prose.\n\n<!-- an old version,\nkept for now:\n\n{FENCE}python {{#hidden}}\n"
+            f"x = 1\n{FENCE}\n-->\n\n{FENCE}python {{#shown}}\ny = 2\n{FENCE}\n")
+    with pytest.raises(tangle.TangleError) as caught:
+        tangle.parse_markdown("book/03-c.md", page)
+    assert str(caught.value).startswith("book/03-c.md:6: ") and "line 3" in str(caught.value)
+    assert "HTML comment" in str(caught.value)
+    other = tangle.parse_markdown(  # closed comments, and untangled examples in one, are fine
+        "book/03-c.md", f"<!-- a note -->\n<!--\n{FENCE}python\nz = 3\n{FENCE}\n-->\n"
+        f"{FENCE}python {{#shown}}\ny = 2\n{FENCE}\n")
+    assert [block.name for block in other] == ["shown"]
+
+
 def test_reference_re_matches_a_reference_alone_on_its_line() -> None:
     match = tangle.REFERENCE_RE.match("        <<causal-self-attention>>  ")
     assert match and match["indent"] == " " * 8 and match["name"] == "causal-self-attention"

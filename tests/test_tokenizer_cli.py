@@ -107,6 +107,19 @@ def test_encode_from_a_file_and_show(
     assert status == 0 and out.startswith("[") and "[\\n]" in out and out.endswith(" tokens\n")
 
 
+def test_show_escapes_control_characters(
+    tok_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "Ring\x07 \x1b[2J clear\x9b1m \x7f"  # BEL, ESC, CSI (C1) and DEL: terminal commands
+    status, out, _ = run(["tokenizer", "show", "--tokenizer", str(tok_file), "--text", text],
+                         capsys)
+    assert status == 0 and "\\x07" in out and "\\x1b" in out and "\\x9b" in out, out
+    assert not any(c in out for c in "\x07\x1b\x9b\x7f"), out
+    status, out, _ = run(["tokenizer", "show", "--tokenizer", str(tok_file), "--text", text,
+                          "--color"], capsys)
+    assert status == 0 and "\x07" not in out and "\x9b" not in out and "\\x1b" in out, out
+
+
 def test_special_tokens_need_allow_special(
     tok_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
