@@ -129,11 +129,18 @@ def shards_tokenizer(folder: Path, meta: dict[str, Any]) -> Tokenizer:
     return tokenizer_from_dict(record)
 
 
+CHECK_TOKENS = 16 * 2**20  # tokens read at a time by the check
+
+
 def checked_shards(folder: Path, split: str, meta: dict[str, Any]) -> list[np.ndarray]:
     """The split's shards, each checked to hold only ids below the vocabulary size."""
     maps = open_shards(folder, split)
     for k, tokens in enumerate(maps):
-        if tokens.size and int(tokens.max()) >= meta["vocab_size"]:
-            raise ShardError(f"{folder / shard_name(split, k)}: holds id {int(tokens.max())}, "
-                             f"beyond the vocabulary of {meta['vocab_size']:,} tokens")
+        path = folder / shard_name(split, k)
+        for start in range(0, tokens.size, CHECK_TOKENS):
+            piece = np.fromfile(path, dtype=tokens.dtype, count=CHECK_TOKENS,
+                                offset=start * tokens.itemsize)
+            if int(piece.max()) >= meta["vocab_size"]:
+                raise ShardError(f"{path}: holds id {int(piece.max())}, beyond the "
+                                 f"vocabulary of {meta['vocab_size']:,} tokens")
     return maps
