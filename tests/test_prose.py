@@ -50,3 +50,30 @@ def test_the_check_finds_two_blocks_in_a_row() -> None:
     assert blocks_without_prose(text) == [7]
     with_prose = text.replace(f"\n\n{fence}python\nb", f"\nMore.\n\n{fence}python\nb")
     assert blocks_without_prose(with_prose) == []
+
+
+def examples_outside_pycon(text: str) -> list[int]:
+    """Lines of `>>>` examples in fences other than ```pycon, which the doctests never run."""
+    found: list[int] = []
+    closing: str | None = None
+    info = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        fence = FENCE_RE.match(line.strip())
+        if closing is None and fence:
+            closing, info = fence["ticks"], fence["info"].strip()
+        elif closing is not None and line.strip() == closing:
+            closing = None
+        elif closing is not None and line.lstrip().startswith(">>> ") and info != "pycon":
+            found.append(number)
+    return found
+
+
+@pytest.mark.parametrize("chapter", tangle.nav_pages(ROOT), ids=lambda p: p.name)
+def test_every_example_is_a_doctest(chapter: Path) -> None:
+    if chapter.suffix != ".md":
+        pytest.skip("a notebook")
+    assert examples_outside_pycon(chapter.read_text(encoding="utf-8")) == []
+
+
+def test_an_example_in_a_python_fence_is_found() -> None:
+    assert examples_outside_pycon("```python\n>>> 1 + 1\n2\n```\n```pycon\n>>> 2\n2\n```\n") == [2]
