@@ -16,6 +16,7 @@ import regex
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
+from minigpt.errors import CliError
 from minigpt.files import write_atomically
 
 Pair = tuple[int, int]
@@ -447,7 +448,12 @@ class TiktokenGPT2:
     name = "gpt2"
 
     def __init__(self) -> None:
-        self.encoding = tiktoken.get_encoding(self.name)  # loaded once, then kept by tiktoken
+        try:
+            self.encoding = tiktoken.get_encoding(self.name)  # loaded once, then kept by tiktoken
+        except OSError as e:  # requests' network errors are OSErrors too
+            raise CliError(f"GPT-2's tokenizer files could not be fetched ({type(e).__name__}); "
+                           "without internet, point TIKTOKEN_CACHE_DIR at a folder of tiktoken's "
+                           "cached files") from None
 
     @property
     def vocab_size(self) -> int:

@@ -115,9 +115,23 @@ def corpus_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainD
                          f"this run's tokenizer has {tokenizer.vocab_size:,} tokens")
     streams = {split: TokenStream(checked_shards(folder, split, meta)) for split in SPLITS}
     sizes = {split: meta["splits"][split]["bytes"] for split in SPLITS}
+    rank, world_size = process_place()
     return ShardData(tokenizer, streams["train"], streams["val"], sizes["train"], sizes["val"],
-                     rank=int(os.environ.get("RANK", 0)),
-                     world_size=int(os.environ.get("WORLD_SIZE", 1)))
+                     rank=rank, world_size=world_size)
+
+
+def process_place() -> tuple[int, int]:
+    """This process's rank and the number of processes, as torchrun sets them (else 0 of 1)."""
+    place = {}
+    for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
+        value = os.environ.get(name, default)
+        if not value.isdigit():
+            raise ValueError(f"{name}={value!r}: must be a whole number (torchrun sets it)")
+        place[name] = int(value)
+    if not place["RANK"] < place["WORLD_SIZE"]:
+        raise ValueError(f"RANK={place['RANK']} is not one of WORLD_SIZE={place['WORLD_SIZE']} "
+                         "processes")
+    return place["RANK"], place["WORLD_SIZE"]
 
 
 # -- shard-stage-helpers (book/11-corpus-training.md) --

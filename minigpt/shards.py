@@ -141,7 +141,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     path = Path(folder) / "meta.json"
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ShardError(f"{folder}: no meta.json; is it a folder written by "
                          "`minigpt prepare`?") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

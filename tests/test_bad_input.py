@@ -402,3 +402,23 @@ def test_train_into_a_closed_pipe_saves_the_run(tmp_path: Path) -> None:
 def test_tangle_list_into_a_closed_pipe() -> None:
     err = pipe_into_head([sys.executable, "tangle.py", "list"])
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["tokenizer", "encode", "--tokenizer", "gpt2", "--backend", "tiktoken", "--text", "hi"],
+    ["prepare", "--dataset", "python-stdlib", "--tokenizer", "gpt2", "--out", "{tmp}/shards"],
+])
+def test_gpt2_without_its_files_is_one_line(
+        argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import requests
+    import tiktoken
+
+    def offline(name: str) -> None:
+        raise requests.ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)  # as on a machine with no internet
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "TIKTOKEN_CACHE_DIR" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "shards" / "meta.json").exists()

@@ -199,3 +199,16 @@ def test_bench_code_counts_the_sampled_functions_that_parse(
     found, valid = int(out[1].split()[0]), int(out[1].split()[3])
     assert 0 <= valid <= found
     assert main(["bench", "code", "--run", str(tmp_path / "run"), "--samples", "0"]) == 2
+
+
+@pytest.mark.parametrize("env, named", [({"RANK": "abc"}, "RANK='abc'"),
+                                        ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2")])
+def test_a_bad_process_place_is_refused_by_name(
+        env: dict[str, str], named: str, shards: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["train", "--stage", "corpus", "--data-dir", str(shards),
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
