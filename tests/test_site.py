@@ -444,3 +444,25 @@ def test_browser_search_answers(
     page.wait_for_selector(".md-search-result__item", timeout=20_000)
     assert page.locator(".md-search-result__item").count() > 0
     assert not refused, f"the page asked the network for {refused}"
+
+
+WIDE_BLOCKS = """() => [...document.querySelectorAll('.md-content pre > code')]
+    .filter(code => code.scrollWidth > code.clientWidth + 1)
+    .map(code => code.innerText.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), ''))"""
+
+
+def test_browser_shows_code_without_sideways_scrolling(
+    browser_page: tuple[Page, list[str]], server: str, chapters: list[Chapter]
+) -> None:
+    """At 1400 px, a laptop's width, a code line of the book (at most 100 characters) fits its
+    block; only a few long outputs (an error message, a token listing) may scroll."""
+    page, refused = browser_page
+    page.set_viewport_size({"width": 1400, "height": 900})
+    wide = []
+    for chapter in chapters:
+        page.goto(server + chapter.url.removesuffix("index.html"))
+        wide += [f"{chapter.src}: {len(line)} characters: {line[:50]}"
+                 for line in page.evaluate(WIDE_BLOCKS)]
+    assert len(wide) <= 5, "\n".join(wide)
+    assert all(int(w.split(": ")[1].split()[0]) > 100 for w in wide), "\n".join(wide)
+    assert not refused, f"the page asked the network for {refused}"
