@@ -178,6 +178,10 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"note: the run in {out} is replaced once the new one's first checkpoint "
                   "is saved")
         cfg = pin_corpus(cfg)
+    if cfg.preset == "gpu" and pick_device(cfg.device).type == "cpu":
+        print("note: the gpu preset is a model sized for a GPU, and none is in use; `python -m "
+              "minigpt bench train --preset gpu --steps 2` shows what one of its "
+              f"{cfg.max_iters:,} steps costs here")
     result = train(cfg, load_data(cfg, tokenizer), out, resume=args.resume,
                    overwrite=args.overwrite)
     print(f"run saved in {out} ({result.reason} at step {result.step})")

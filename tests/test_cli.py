@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
@@ -174,3 +175,15 @@ def test_the_parser_lists_the_tokenizer_patterns_of_chapter_8() -> None:
     train = tokenizer._subparsers._group_actions[0].choices["train"]
     (pattern,) = [a for a in train._actions if a.dest == "pattern"]
     assert pattern.choices == list(PATTERNS)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the note is for machines without a GPU")
+def test_the_gpu_preset_on_a_cpu_gets_a_note(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--preset", "gpu", "--out", str(tmp_path / "run"), *TINY,
+                 "max_iters=2", "compile=false"]) == 0
+    out = capsys.readouterr().out
+    assert "note: the gpu preset" in out and "bench train --preset gpu" in out
+    assert main(["train", "--preset", "cpu", "--out", str(tmp_path / "run2"), *TINY,
+                 "max_iters=2"]) == 0
+    assert "note: the gpu preset" not in capsys.readouterr().out
