@@ -218,8 +218,30 @@ def html_link(text: str, block: Block, here: Page, site: Site, code: bool = Fals
     return f'<a href="{href(block, here, site)}">{text}</a>'
 
 
+DEFINES_RE = re.compile(r"^(?:async def|def|class) (\w+)|^([A-Z_][A-Z0-9_]*)(?::[^=]*)? =")
+IMPORT_RE = re.compile(r"^(?:from (\S+) import|import (\S+))")
+DOCSTRING_RE = re.compile(r'^r?("""|\'\'\')(.*?)(?:\1)?$')
+
+
+def summary(chunk: Chunk) -> str:
+    """What a chunk does, in a few words: the first line of its first docstring, else the names
+    it defines, else the modules it imports."""
+    body = chunk.blocks[0].body
+    for line in body:
+        if match := DOCSTRING_RE.match(line.strip()):
+            return escape_md(match[2].strip().rstrip(".") + ".")
+    defined = [m[1] or m[2] for line in body if (m := DEFINES_RE.match(line))]
+    if defined:
+        return "Defines " + ", ".join(f"`{name}`" for name in dict.fromkeys(defined)) + "."
+    imported = [m[1] or m[2] for line in body if (m := IMPORT_RE.match(line.strip()))]
+    if imported:
+        return "Imports " + ", ".join(f"`{name}`" for name in dict.fromkeys(imported)) + "."
+    return ""
+
+
 def index_row(chunk: Chunk, here: Page, site: Site) -> str:
-    """One chunk of the index: name, chapters (definition, continuations), users, files."""
+    """One chunk of the index: name, what it does, chapters (definition, continuations), users,
+    files."""
     first, *later = chunk.blocks
     defined = [chapter_link(first, here, site)]
     defined += [html_link(f"+≡ {page_title(site.page_of(b))}", b, here, site) for b in later]
@@ -227,6 +249,7 @@ def index_row(chunk: Chunk, here: Page, site: Site) -> str:
              for use in site.uses(chunk)]
     cells = [
         html_link(label(chunk), first, here, site),
+        summary(chunk) or f"A piece of {', '.join(users)}.",
         "<br>".join(defined),
         ", ".join(users),
         "<br>".join(f"`{f}`" for f in site.files_of(chunk)),
@@ -252,7 +275,8 @@ def chunk_index(here: Page, site: Site) -> str:
     book = site.book
     files = [
         f"| {html_link(path, root.blocks[0], here, site, code=True)} | "
-        f"{html_link(label(root), root.blocks[0], here, site) if root.name else ''} | "
+        f"{html_link(label(root) if root.name else 'the file block', root.blocks[0], here, site)}"
+        f" | {summary(root)} | "
         f"{chapter_link(root.blocks[0], here, site)} |"
         for path, root in sorted(book.files.items())
     ]
@@ -260,9 +284,9 @@ def chunk_index(here: Page, site: Site) -> str:
     chunks = [index_row(book.chunks[name], here, site) for name in named]
     return "\n".join(
         ["## Files", ""]
-        + index_table(["File", "Root chunk", "Chapter"], files)
+        + index_table(["File", "Root chunk", "What it is", "Chapter"], files)
         + ["## Chunks", ""]
-        + index_table(["Chunk", "Defined in", "Used in", "File"], chunks)
+        + index_table(["Chunk", "What it does", "Defined in", "Used in", "File"], chunks)
     )
 
 

@@ -256,6 +256,15 @@ def test_chunk_index_lists_every_chunk_and_file(site: Path, chapters: list[Chapt
                 assert f"<code>{block.file}</code>" in html.unescape(index), block.file
 
 
+def test_chunk_index_says_what_every_chunk_does(site: Path) -> None:
+    index = (site / html_file("chunks.md")).read_text(encoding="utf-8")
+    rows = re.findall(r"<tr>(.*?)</tr>", index, re.S)[1:]
+    described = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in rows]
+    # files: File | Root chunk | What it is | Chapter; chunks: Chunk | What it does | ...
+    cells = [text_of(row[2] if len(row) == 4 else row[1]) for row in described if row]
+    assert len(cells) > 100 and all(cell.strip() for cell in cells), "a row says nothing"
+
+
 def test_math_is_marked_up_and_mathjax_is_local(site: Path, chapters: list[Chapter]) -> None:
     assert any('class="arithmatex"' in c.html for c in chapters), "no chapter has math"
     assert (site / MATHJAX_JS).is_file(), "MathJax was not copied into the site"
