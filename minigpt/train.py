@@ -17,8 +17,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from minigpt.checkpoint import CheckpointError, first_line
+from minigpt.checkpoint import CheckpointError, first_line, load_checkpoint
 from minigpt.console import Console, ctrl_c_sets_flag, stops_raise
+from minigpt.distributed import SilentConsole, Solo, join_group
 from minigpt.errors import RunFailed, UserError
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import Schedule, make_optimizers
@@ -181,11 +182,14 @@ def accumulate_gradients(
 
     The gradients in .grad add up to those of one batch made of all the micro-batches.
     """
+    no_sync = getattr(model, "no_sync", nullcontext)  # DDP's (chapter 13); else nothing
     losses = []
-    for x, y in micro_batches:
-        with autocast():
-            _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
+    for i, (x, y) in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        with nullcontext() if last else no_sync():  # the gradients are averaged once
+            with autocast():
+                _, loss = model(x, y)
+            (loss / len(micro_batches)).backward()
         losses.append(loss.detach().float())
     return torch.stack(losses).mean()
 
@@ -299,9 +303,11 @@ class Trainer:
     """The state of one training run (model, optimizers, batch generator, counters) and its
     step."""
 
-    def __init__(self, cfg: TrainConfig, data: TrainData) -> None:
+    def __init__(self, cfg: TrainConfig, data: TrainData, group: Solo | None = None) -> None:
         self.cfg, self.data = cfg, data
-        self.device = pick_device(cfg.device)
+        # The processes of the run (chapter 13); by default this one alone, on cfg's device.
+        self.group = group if group is not None else Solo(pick_device(cfg.device))
+        self.device = self.group.device
         # -- train-trainer-setup (book/05-training.md) --
         torch.manual_seed(cfg.seed)
         self.model = GPT(cfg.model_config(data.tokenizer.vocab_size)).to(self.device)
@@ -317,8 +323,10 @@ class Trainer:
         on_gpu = self.device.type == "cuda"
         if on_gpu:
             torch.set_float32_matmul_precision("high")  # TF32 for float32 matmuls
-        # The compiled model shares its weights with self.model, which is what checkpoints save.
-        self.forward_model = torch.compile(self.model) if cfg.compile and on_gpu else self.model
+        # The model the steps run: wrapped for many processes (chapter 13), maybe compiled. Both
+        # share their weights with self.model, which is what checkpoints save.
+        wrapped = self.group.wrap(self.model)
+        self.forward_model = torch.compile(wrapped) if cfg.compile and on_gpu else wrapped
         self.step = 0  # optimizer steps done
         self.tokens = 0  # training tokens seen
         self.elapsed_before = 0.0  # seconds spent by earlier sessions of this run
@@ -336,21 +344,25 @@ class Trainer:
 
     def train_step(self) -> Tensor:
         """One optimizer step; returns the mean loss of its micro-batches (a tensor)."""
-        cfg = self.cfg
-        lr = self.learning_rate()
+        cfg, place = self.cfg, self.group.place
+        lr = self.group.from_main([self.learning_rate()])[0]  # rank 0's clock (chapter 13)
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
+        # Every rank draws the whole step's micro-batches and takes its own (chapter 13).
+        world = place.world_size
         micro_batches = [get_batch(self.rows["train"], cfg.batch_size, self.batch_generator)
-                         for _ in range(cfg.grad_accum)]
-        loss = accumulate_gradients(self.forward_model, micro_batches, self.autocast)
+                         for _ in range(cfg.grad_accum * world)]
+        loss = accumulate_gradients(self.forward_model, micro_batches[place.rank::world],
+                                    self.autocast)
+        loss = self.group.mean(loss)  # the whole batch's loss, on every rank
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         for optimizer in self.optimizers:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens += cfg.grad_accum * cfg.batch_size * cfg.block_size
+        self.tokens += cfg.grad_accum * world * cfg.batch_size * cfg.block_size
         return loss
 
     # -- train-trainer-measure (book/05-training.md) --
@@ -437,7 +449,7 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
         while True:
             if trainer.step % cfg.eval_interval == 0 and trainer.step != trainer.last_eval_step:
                 evaluate(trainer, run, console)
-            reason = stop_reason(trainer, interrupted, console)
+            reason = agreed(trainer, stop_reason(trainer, interrupted, console))
             if reason:
                 break
             loss = trainer.train_step()
@@ -471,7 +483,9 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
 def start_line(trainer: Trainer) -> str:
     cfg = trainer.cfg
     budget = f", at most {cfg.max_time:g} s" if cfg.max_time is not None else ""
-    return (f"training {trainer.model.num_params() / 1e6:.2f}M parameters on {trainer.device}, "
+    world = trainer.group.place.world_size
+    where = f"{trainer.device}" if world == 1 else f"{world} processes ({trainer.device.type})"
+    return (f"training {trainer.model.num_params() / 1e6:.2f}M parameters on {where}, "
             f"from step {trainer.step} to {cfg.max_iters}{budget}")
 
 
@@ -524,6 +538,15 @@ def final_evaluation(trainer: Trainer, run: RunFolder,
     return val_loss, bpb
 
 
+REASONS = (None, "max_iters", "max_time", *STOPPED)
+
+
+def agreed(trainer: Trainer, reason: str | None) -> str | None:
+    """Rank 0's stop reason, on every rank: one that stops alone would leave the others waiting
+    (chapter 13); in one process, reason itself."""
+    return REASONS[int(trainer.group.from_main([float(REASONS.index(reason))])[0])]
+
+
 def stop_reason(trainer: Trainer, interrupted: threading.Event,
                 console: Console) -> str | None:
     if interrupted.is_set():
@@ -548,11 +571,22 @@ def train(
     on_step: Callable[[int, Tensor], None] | None = None,
 ) -> TrainResult:
     """Train (or, with resume=True, continue) a run; records go to out_dir if given."""
-    trainer = Trainer(cfg, data)
-    run = RunFolder(Path(out_dir)) if out_dir is not None else NoRunFolder()
-    console = Console()
+    group = join_group(pick_device(cfg.device))  # one process, or torchrun's (chapter 13)
+    try:
+        return train_in(Trainer(cfg, data, group), out_dir, resume, overwrite, on_step)
+    finally:
+        group.leave()
+
+
+def train_in(trainer: Trainer, out_dir: str | Path | None, resume: bool, overwrite: bool,
+             on_step: Callable[[int, Tensor], None] | None) -> TrainResult:
+    """train, for a trainer that is made: rank 0 writes and prints, the other ranks do not."""
+    cfg, main = trainer.cfg, trainer.group.place.main
+    folder = RunFolder(Path(out_dir)) if out_dir is not None else NoRunFolder()
+    run, console = (folder, Console()) if main else (NoRunFolder(), SilentConsole())
     if resume:
-        state = run.resume()
+        # Every rank reads the checkpoint; only rank 0 cleans the folder up (run.resume).
+        state = run.resume() if main or out_dir is None else load_checkpoint(folder.checkpoint)
         try:
             trainer.restore(state)
         except ValueError as e:
