@@ -7,10 +7,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from minigpt.console import Console
@@ -54,10 +63,12 @@ def place_from_env(env: Mapping[str, str] = os.environ) -> Place:
 class Solo:
     """One process: a group of one, whose agreements cost nothing."""
 
+    sharded = False
+
     def __init__(self, device: torch.device, place: Place | None = None) -> None:
         self.device, self.place = device, place or Place()
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, parallel: str = "ddp") -> nn.Module:
         return model
 
     def mean(self, value: Tensor) -> Tensor:
@@ -65,6 +76,19 @@ class Solo:
 
     def from_main(self, values: list[float]) -> list[float]:
         return values
+
+    def model_state(self, model: nn.Module) -> dict[str, Tensor]:
+        return model.state_dict()
+
+    def optimizer_states(self, model: nn.Module,
+                         optimizers: list[torch.optim.Optimizer]) -> list[dict[str, Any]]:
+        return [optimizer.state_dict() for optimizer in optimizers]
+
+    def load_states(self, model: nn.Module, optimizers: list[torch.optim.Optimizer],
+                    weights: dict[str, Tensor], saved: list[dict[str, Any]]) -> None:
+        model.load_state_dict(weights)
+        for optimizer, state in zip(optimizers, saved, strict=True):
+            optimizer.load_state_dict(state)
 
     def leave(self) -> None:
         pass
@@ -82,7 +106,9 @@ class Group(Solo):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 rank=place.rank, world_size=place.world_size)
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, parallel: str = "ddp") -> nn.Module:
+        if parallel == "fsdp":
+            return self.shard(model)
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
@@ -99,11 +125,72 @@ class Group(Solo):
     def leave(self) -> None:
         dist.destroy_process_group()
 
+    # -- dist-group-fsdp (book/13-many-processes.md) --
+    def shard(self, model: nn.Module) -> nn.Module:
+        """FSDP2: each block's weights, and then the rest, split between the processes."""
+        for block in model.blocks:
+            fully_shard(block)
+        fully_shard(model)
+        self.sharded = True
+        return model
+
+    # -- dist-group-fsdp, continued (book/13-many-processes.md) --
+    def model_state(self, model: nn.Module) -> dict[str, Tensor]:
+        if not self.sharded:
+            return super().model_state(model)
+        return get_model_state_dict(model, options=WHOLE)  # on rank 0; {} on the others
+
+    def optimizer_states(self, model: nn.Module,
+                         optimizers: list[torch.optim.Optimizer]) -> list[dict[str, Any]]:
+        if not self.sharded:
+            return super().optimizer_states(model, optimizers)
+        # An optimizer that has not stepped yet has nothing to gather, and PyTorch would give it
+        # a state by taking a step of rate 0, which counts as one of AdamW's steps: not that.
+        return [numbered(get_optimizer_state_dict(model, optimizer, options=WHOLE))
+                if optimizer.state else optimizer.state_dict() for optimizer in optimizers]
+
+    def load_states(self, model: nn.Module, optimizers: list[torch.optim.Optimizer],
+                    weights: dict[str, Tensor], saved: list[dict[str, Any]]) -> None:
+        if not self.sharded:
+            super().load_states(model, optimizers, weights, saved)
+            return
+        whole = StateDictOptions(full_state_dict=True)  # every rank has it all; each keeps a slice
+        set_model_state_dict(model, weights, options=whole)
+        for optimizer, state in zip(optimizers, saved, strict=True):
+            if state["state"]:  # else the fresh optimizer is the saved one (see above)
+                set_optimizer_state_dict(model, optimizer, named(model, optimizer, state),
+                                         options=whole)
+
 
 def join_group(device: torch.device, place: Place | None = None) -> Solo:
     """A Group when torchrun started several processes, else a Solo on device."""
     place = place or place_from_env()
     return Group(device, place) if place.world_size > 1 else Solo(device, place)
+
+
+# -- dist-fsdp (book/13-many-processes.md) --
+WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def numbered(state: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer state keyed by parameter names, keyed by numbers as state_dict() keys it."""
+    if not state:
+        return state  # a rank but 0, which gets nothing
+    names = [name for group in state["param_groups"] for name in group["params"]]
+    number = {name: i for i, name in enumerate(names)}
+    return {"state": {number[name]: value for name, value in state["state"].items()},
+            "param_groups": [{**group, "params": [number[n] for n in group["params"]]}
+                             for group in state["param_groups"]]}
+
+
+def named(model: nn.Module, optimizer: torch.optim.Optimizer,
+          state: dict[str, Any]) -> dict[str, Any]:
+    """The reverse of numbered, for this model and optimizer."""
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    names = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    return {"state": {names[i]: value for i, value in state["state"].items()},
+            "param_groups": [{**group, "params": [names[i] for i in group["params"]]}
+                             for group in state["param_groups"]]}
 
 
 # -- dist-console (book/13-many-processes.md) --

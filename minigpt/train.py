@@ -72,6 +72,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda if available, else cpu
     dtype: str = "auto"  # "auto": bfloat16 autocast on CUDA, float32 elsewhere
     compile: bool = False  # torch.compile the model (used on CUDA only)
+    parallel: str = "ddp"  # under torchrun: "ddp" copies the model, "fsdp" shards it (ch. 13)
 
     def __post_init__(self) -> None:
         self.model_config()  # GPTConfig refuses a shape that cannot work
@@ -116,6 +117,11 @@ class TrainConfig:
             raise ValueError(f"vocab_size={self.vocab_size!r}: must be at least 1 (or none)")
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer={self.optimizer!r}: must be adamw or muon")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel={self.parallel!r}: must be ddp or fsdp")
+        if self.parallel == "fsdp" and self.optimizer == "muon":
+            raise ValueError("parallel=fsdp needs optimizer=adamw: Muon works on whole matrices, "
+                             "and fsdp gives each process a slice of each")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r}: must be auto, float32 or bfloat16")
         check_device(self.device)
@@ -311,6 +317,8 @@ class Trainer:
         # -- train-trainer-setup (book/05-training.md) --
         torch.manual_seed(cfg.seed)
         self.model = GPT(cfg.model_config(data.tokenizer.vocab_size)).to(self.device)
+        # Wrapped for many processes (chapter 13) before the optimizers: fsdp replaces the weights.
+        wrapped = self.group.wrap(self.model, cfg.parallel)
         self.optimizers = make_optimizers(
             self.model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
             betas=(cfg.beta1, cfg.beta2), muon_lr=cfg.muon_lr, muon_momentum=cfg.muon_momentum,
@@ -323,9 +331,8 @@ class Trainer:
         on_gpu = self.device.type == "cuda"
         if on_gpu:
             torch.set_float32_matmul_precision("high")  # TF32 for float32 matmuls
-        # The model the steps run: wrapped for many processes (chapter 13), maybe compiled. Both
-        # share their weights with self.model, which is what checkpoints save.
-        wrapped = self.group.wrap(self.model)
+        # The model the steps run, maybe compiled, shares its weights with self.model, which is what
+        # checkpoints save.
         self.forward_model = torch.compile(wrapped) if cfg.compile and on_gpu else wrapped
         self.step = 0  # optimizer steps done
         self.tokens = 0  # training tokens seen
@@ -390,9 +397,9 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "model": self.model.state_dict(),
+            "model": self.group.model_state(self.model),  # whole, also when sharded (ch. 13)
             "model_args": asdict(self.model.config),
-            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "optimizers": self.group.optimizer_states(self.model, self.optimizers),
             "train_config": asdict(self.cfg),
             "tokenizer": self.data.tokenizer.to_dict(),
             "step": self.step,
@@ -408,9 +415,8 @@ class Trainer:
             raise ValueError(f"it holds {len(state.get('optimizers', []))} optimizers, "
                              f"this run has {len(self.optimizers)}")
         try:
-            self.model.load_state_dict(state["model"])
-            for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
-                optimizer.load_state_dict(saved)
+            self.group.load_states(self.model, self.optimizers, state["model"],
+                                   state["optimizers"])
             self.step, self.tokens = state["step"], state["tokens"]
             self.elapsed_before, self.started = state["elapsed_s"], time.perf_counter()
             self.last_eval_step = state["last_eval_step"]
@@ -513,7 +519,9 @@ def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
     trainer.last_eval_step = trainer.step
     run.log_metrics(record(trainer, train_loss=losses["train"], val_loss=losses["val"], lr=lr))
     if trainer.cfg.sample_tokens:
-        run.log_sample(trainer.step, trainer.sample)
+        # A sharded model's forward is a collective: then every rank draws (chapter 13).
+        text = trainer.sample() if trainer.group.sharded else None
+        run.log_sample(trainer.step, trainer.sample if text is None else lambda: text)
     run.save(trainer.state())
 
 
@@ -522,10 +530,13 @@ def final_evaluation(trainer: Trainer, run: RunFolder,
     """The loss on the whole validation split and its bits per byte, recorded once; None if
     a Ctrl-C or SIGTERM stopped the measurement."""
     done = run.final_record(trainer.step)
-    if done is not None:  # a finished run, resumed with nothing to add
-        console.print(f"whole validation split: loss {done['val_loss']:.4f}, "
-                      f"{done['val_bpb']:.4f} bits per byte (measured before)")
-        return done["val_loss"], done["val_bpb"]
+    # Rank 0's records decide for every rank whether to measure (chapter 13); NaN: not yet.
+    before = trainer.group.from_main([math.nan, math.nan] if done is None
+                                     else [done["val_loss"], done["val_bpb"]])
+    if not math.isnan(before[0]):  # a finished run, resumed with nothing to add
+        console.print(f"whole validation split: loss {before[0]:.4f}, "
+                      f"{before[1]:.4f} bits per byte (measured before)")
+        return before[0], before[1]
     try:
         with stops_raise():  # a measurement changes no state: stopping it loses nothing
             val_loss, bpb = trainer.whole_validation()

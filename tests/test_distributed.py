@@ -1,4 +1,4 @@
-"""Chapter 13: two gloo processes under torchrun train the run one process trains."""
+"""Chapter 13: two gloo processes under torchrun (DDP, FSDP) train the run one process trains."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
         "All:\nSpeak, speak.\n\n") * 40
 TINY = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "batch_size=4", "max_iters=10",
         "eval_interval=5", "eval_iters=2", "sample_tokens=8", "warmup_iters=2", "max_time=none",
-        "log_interval=1"]
+        "log_interval=1", "optimizer=adamw"]  # adamw: what fsdp can shard
 TOLERANCE = 1e-5
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
@@ -56,16 +56,17 @@ def max_difference(a: Path, b: Path) -> float:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 2-process run with batch_size=4, and a 1-process run with grad_accum=2."""
+    """2-process runs (ddp, fsdp) with batch_size=4, and a 1-process run with grad_accum=2."""
     folder = tmp_path_factory.mktemp("ddp")
     corpus = folder / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
     data = ["--data", str(corpus)]
     two = minigpt(["train", *data, "--out", str(folder / "two"), *TINY], processes=2)
+    minigpt(["train", *data, "--out", str(folder / "fsdp"), *TINY, "parallel=fsdp"], processes=2)
     minigpt(["train", *data, "--out", str(folder / "one"), *TINY, "grad_accum=2"])
     (folder / "two.out").write_text(two.stdout)
     return {"folder": folder, "two": folder / "two", "one": folder / "one",
-            "two.out": folder / "two.out"}
+            "fsdp": folder / "fsdp", "two.out": folder / "two.out"}
 
 
 def test_two_processes_train_what_one_process_with_grad_accum_2_trains(
@@ -73,6 +74,19 @@ def test_two_processes_train_what_one_process_with_grad_accum_2_trains(
     assert max_difference(runs["two"], runs["one"]) < TOLERANCE
     two, one = load_checkpoint(runs["two"] / "ckpt.pt"), load_checkpoint(runs["one"] / "ckpt.pt")
     assert two["step"] == one["step"] == 10 and two["tokens"] == one["tokens"]
+
+
+def test_fsdp_trains_what_one_process_trains_and_saves_it_whole(runs: dict[str, Path]) -> None:
+    assert max_difference(runs["fsdp"], runs["one"]) < TOLERANCE
+    fsdp, one = load_checkpoint(runs["fsdp"] / "ckpt.pt"), load_checkpoint(runs["one"] / "ckpt.pt")
+    assert all(fsdp["model"][k].shape == w.shape for k, w in one["model"].items())
+    # The optimizer's state is numbered as one process numbers it, so either can resume it.
+    a, b = fsdp["optimizers"][0], one["optimizers"][0]
+    assert [g["params"] for g in a["param_groups"]] == [g["params"] for g in b["param_groups"]]
+    assert a["state"].keys() == b["state"].keys()
+    for i, state in a["state"].items():
+        for name, value in state.items():
+            assert (value - b["state"][i][name]).abs().max().item() < TOLERANCE, (i, name)
 
 
 def test_only_rank_0_prints(runs: dict[str, Path]) -> None:
@@ -83,8 +97,9 @@ def test_only_rank_0_prints(runs: dict[str, Path]) -> None:
 
 def test_the_checkpoint_loads_without_torch_distributed(runs: dict[str, Path]) -> None:
     assert not torch.distributed.is_initialized()
-    loaded = load_run(runs["two"])
-    assert not any(name.startswith("module.") for name in loaded.state["model"])
+    for name in ("two", "fsdp"):
+        loaded = load_run(runs[name])
+        assert not any(key.startswith("module.") for key in loaded.state["model"])
 
 
 def test_a_two_process_checkpoint_resumes_in_one_process_as_the_same_run(
@@ -97,6 +112,10 @@ def test_a_two_process_checkpoint_resumes_in_one_process_as_the_same_run(
     minigpt([*more, "--out", str(folder / "two-more")])  # one process, two's checkpoint
     assert load_checkpoint(folder / "two-more" / "ckpt.pt")["step"] == 15
     assert max_difference(folder / "two-more", folder / "one-more") < TOLERANCE
+    shutil.copytree(folder / "fsdp", folder / "fsdp-more")  # and fsdp resumes fsdp
+    minigpt(["train", "--resume", "max_iters=15", "--out", str(folder / "fsdp-more")],
+            processes=2)
+    assert max_difference(folder / "fsdp-more", folder / "one-more") < TOLERANCE
 
 
 def test_a_bad_rank_is_refused_by_name() -> None:
