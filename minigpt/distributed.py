@@ -4,22 +4,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
-from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from minigpt.console import Console
@@ -128,6 +122,8 @@ class Group(Solo):
     # -- dist-group-fsdp (book/13-many-processes.md) --
     def shard(self, model: nn.Module) -> nn.Module:
         """FSDP2: each block's weights, and then the rest, split between the processes."""
+        from torch.distributed.fsdp import fully_shard  # see fsdp_state, below
+
         for block in model.blocks:
             fully_shard(block)
         fully_shard(model)
@@ -138,7 +134,8 @@ class Group(Solo):
     def model_state(self, model: nn.Module) -> dict[str, Tensor]:
         if not self.sharded:
             return super().model_state(model)
-        return get_model_state_dict(model, options=WHOLE)  # on rank 0; {} on the others
+        state = fsdp_state()
+        return state.get_model_state_dict(model, options=whole(state))  # on rank 0; {} on others
 
     def optimizer_states(self, model: nn.Module,
                          optimizers: list[torch.optim.Optimizer]) -> list[dict[str, Any]]:
@@ -146,7 +143,8 @@ class Group(Solo):
             return super().optimizer_states(model, optimizers)
         # An optimizer that has not stepped yet has nothing to gather, and PyTorch would give it
         # a state by taking a step of rate 0, which counts as one of AdamW's steps: not that.
-        return [numbered(get_optimizer_state_dict(model, optimizer, options=WHOLE))
+        state = fsdp_state()
+        return [numbered(state.get_optimizer_state_dict(model, optimizer, options=whole(state)))
                 if optimizer.state else optimizer.state_dict() for optimizer in optimizers]
 
     def load_states(self, model: nn.Module, optimizers: list[torch.optim.Optimizer],
@@ -154,12 +152,14 @@ class Group(Solo):
         if not self.sharded:
             super().load_states(model, optimizers, weights, saved)
             return
-        whole = StateDictOptions(full_state_dict=True)  # every rank has it all; each keeps a slice
-        set_model_state_dict(model, weights, options=whole)
-        for optimizer, state in zip(optimizers, saved, strict=True):
-            if state["state"]:  # else the fresh optimizer is the saved one (see above)
-                set_optimizer_state_dict(model, optimizer, named(model, optimizer, state),
-                                         options=whole)
+        state = fsdp_state()
+        options = state.StateDictOptions(full_state_dict=True)  # each rank has all, keeps a slice
+        state.set_model_state_dict(model, weights, options=options)
+        for optimizer, saved_state in zip(optimizers, saved, strict=True):
+            if saved_state["state"]:  # else the fresh optimizer is the saved one (see above)
+                state.set_optimizer_state_dict(model, optimizer,
+                                               named(model, optimizer, saved_state),
+                                               options=options)
 
 
 def join_group(device: torch.device, place: Place | None = None) -> Solo:
@@ -169,7 +169,14 @@ def join_group(device: torch.device, place: Place | None = None) -> Solo:
 
 
 # -- dist-fsdp (book/13-many-processes.md) --
-WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+def fsdp_state() -> ModuleType:
+    """torch.distributed.checkpoint.state_dict, imported when first needed."""
+    return importlib.import_module("torch.distributed.checkpoint.state_dict")
+
+
+def whole(state: ModuleType) -> Any:
+    """The options that gather whole tensors, on rank 0, in the CPU's memory."""
+    return state.StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def numbered(state: dict[str, Any]) -> dict[str, Any]:
