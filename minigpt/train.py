@@ -168,13 +168,17 @@ def windows(ids: Tensor, block_size: int) -> Tensor:
     return ids.unfold(0, block_size + 1, 1)
 
 
-def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """batch_size random windows: inputs (B, T) and targets (B, T).
+def offsets(rows: Tensor, batch_size: int, generator: torch.Generator) -> Tensor:
+    """batch_size random row numbers: which windows a batch takes.
 
     The generator lives on the rows' device, so the offsets never cross from CPU to GPU.
     """
-    ix = torch.randint(rows.size(0), (batch_size,), generator=generator, device=rows.device)
-    batch = rows[ix]
+    return torch.randint(rows.size(0), (batch_size,), generator=generator, device=rows.device)
+
+
+def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """batch_size random windows: inputs (B, T) and targets (B, T)."""
+    batch = rows[offsets(rows, batch_size, generator)]
     return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
 
 
@@ -356,12 +360,17 @@ class Trainer:
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-        # Every rank draws the whole step's micro-batches and takes its own (chapter 13).
+        # Every rank draws the offsets of the whole step's micro-batches, and reads its own
+        # (chapter 13).
         world = place.world_size
-        micro_batches = [get_batch(self.rows["train"], cfg.batch_size, self.batch_generator)
-                         for _ in range(cfg.grad_accum * world)]
-        loss = accumulate_gradients(self.forward_model, micro_batches[place.rank::world],
-                                    self.autocast)
+        micro_batches = []
+        for k in range(cfg.grad_accum * world):
+            if k % world == place.rank:
+                micro_batches.append(get_batch(self.rows["train"], cfg.batch_size,
+                                               self.batch_generator))
+            else:  # another rank's: only keep the generator in step
+                offsets(self.rows["train"], cfg.batch_size, self.batch_generator)
+        loss = accumulate_gradients(self.forward_model, micro_batches, self.autocast)
         loss = self.group.mean(loss)  # the whole batch's loss, on every rank
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
