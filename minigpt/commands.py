@@ -18,6 +18,7 @@ import torch
 from minigpt.bench import bench_train
 from minigpt.checkpoint import load_checkpoint, load_run, saved_tokenizer
 from minigpt.corpus import corpus_path, sha256_of
+from minigpt.distributed import place_from_env
 from minigpt.errors import CliError
 from minigpt.runs import RUN_FILES, RunFolder
 from minigpt.sample import sample_text
@@ -156,6 +157,7 @@ def check_corpus(cfg: TrainConfig, run: Path | str) -> None:
 # -- cmd-train (book/07-command-line.md) --
 def run_train(args: argparse.Namespace) -> int:
     changes = settings(args)
+    main = place_from_env().main  # rank 0, or the only process (chapter 13)
     out = Path(args.out or f"runs/{changes.get('stage', 'char')}-{changes.get('preset', 'cpu')}")
     tokenizer = None
     if args.resume:
@@ -173,18 +175,20 @@ def run_train(args: argparse.Namespace) -> int:
             check_corpus(cfg, out)
     else:
         cfg = configure(base_config(changes), changes)
-        RunFolder(out).check_new(args.overwrite)  # a RunFolderError, one line like a CliError
-        if args.overwrite and any((out / name).exists() for name in RUN_FILES):
+        if main:
+            RunFolder(out).check_new(args.overwrite)  # a RunFolderError, one line too
+        if main and args.overwrite and any((out / name).exists() for name in RUN_FILES):
             print(f"note: the run in {out} is replaced once the new one's first checkpoint "
                   "is saved")
         cfg = pin_corpus(cfg)
-    if cfg.preset == "gpu" and pick_device(cfg.device).type == "cpu":
+    if main and cfg.preset == "gpu" and pick_device(cfg.device).type == "cpu":
         print("note: the gpu preset is a model sized for a GPU, and none is in use; `python -m "
               "minigpt bench train --preset gpu --steps 2` shows what one of its "
               f"{cfg.max_iters:,} steps costs here")
     result = train(cfg, load_data(cfg, tokenizer), out, resume=args.resume,
                    overwrite=args.overwrite)
-    print(f"run saved in {out} ({result.reason} at step {result.step})")
+    if main:
+        print(f"run saved in {out} ({result.reason} at step {result.step})")
     # The shell's codes: 130 for Ctrl-C (or SIGTERM), 141 for a closed pipe (`| head`).
     return {"interrupted": 130, "output closed": 141}.get(result.reason, 0)
 

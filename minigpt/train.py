@@ -17,8 +17,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from minigpt.checkpoint import CheckpointError, first_line
+from minigpt.checkpoint import CheckpointError, first_line, load_checkpoint
 from minigpt.console import Console, ctrl_c_sets_flag, stops_raise
+from minigpt.distributed import SilentConsole, Solo, join_group
 from minigpt.errors import RunFailed, UserError
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import Schedule, make_optimizers
@@ -71,6 +72,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda if available, else cpu
     dtype: str = "auto"  # "auto": bfloat16 autocast on CUDA, float32 elsewhere
     compile: bool = False  # torch.compile the model (used on CUDA only)
+    parallel: str = "ddp"  # under torchrun: "ddp" copies the model, "fsdp" shards it (ch. 13)
 
     def __post_init__(self) -> None:
         self.model_config()  # GPTConfig refuses a shape that cannot work
@@ -115,6 +117,11 @@ class TrainConfig:
             raise ValueError(f"vocab_size={self.vocab_size!r}: must be at least 1 (or none)")
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer={self.optimizer!r}: must be adamw or muon")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel={self.parallel!r}: must be ddp or fsdp")
+        if self.parallel == "fsdp" and self.optimizer == "muon":
+            raise ValueError("parallel=fsdp needs optimizer=adamw: Muon works on whole matrices, "
+                             "and fsdp gives each process a slice of each")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r}: must be auto, float32 or bfloat16")
         check_device(self.device)
@@ -161,13 +168,17 @@ def windows(ids: Tensor, block_size: int) -> Tensor:
     return ids.unfold(0, block_size + 1, 1)
 
 
-def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """batch_size random windows: inputs (B, T) and targets (B, T).
+def offsets(rows: Tensor, batch_size: int, generator: torch.Generator) -> Tensor:
+    """batch_size random row numbers: which windows a batch takes.
 
     The generator lives on the rows' device, so the offsets never cross from CPU to GPU.
     """
-    ix = torch.randint(rows.size(0), (batch_size,), generator=generator, device=rows.device)
-    batch = rows[ix]
+    return torch.randint(rows.size(0), (batch_size,), generator=generator, device=rows.device)
+
+
+def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """batch_size random windows: inputs (B, T) and targets (B, T)."""
+    batch = rows[offsets(rows, batch_size, generator)]
     return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
 
 
@@ -181,11 +192,14 @@ def accumulate_gradients(
 
     The gradients in .grad add up to those of one batch made of all the micro-batches.
     """
+    no_sync = getattr(model, "no_sync", nullcontext)  # DDP's (chapter 13); else nothing
     losses = []
-    for x, y in micro_batches:
-        with autocast():
-            _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
+    for i, (x, y) in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        with nullcontext() if last else no_sync():  # the gradients are averaged once
+            with autocast():
+                _, loss = model(x, y)
+            (loss / len(micro_batches)).backward()
         losses.append(loss.detach().float())
     return torch.stack(losses).mean()
 
@@ -299,12 +313,16 @@ class Trainer:
     """The state of one training run (model, optimizers, batch generator, counters) and its
     step."""
 
-    def __init__(self, cfg: TrainConfig, data: TrainData) -> None:
+    def __init__(self, cfg: TrainConfig, data: TrainData, group: Solo | None = None) -> None:
         self.cfg, self.data = cfg, data
-        self.device = pick_device(cfg.device)
+        # The processes of the run (chapter 13); by default this one alone, on cfg's device.
+        self.group = group if group is not None else Solo(pick_device(cfg.device))
+        self.device = self.group.device
         # -- train-trainer-setup (book/05-training.md) --
         torch.manual_seed(cfg.seed)
         self.model = GPT(cfg.model_config(data.tokenizer.vocab_size)).to(self.device)
+        # Wrapped for many processes (chapter 13) before the optimizers: fsdp replaces the weights.
+        wrapped = self.group.wrap(self.model, cfg.parallel)
         self.optimizers = make_optimizers(
             self.model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
             betas=(cfg.beta1, cfg.beta2), muon_lr=cfg.muon_lr, muon_momentum=cfg.muon_momentum,
@@ -317,8 +335,9 @@ class Trainer:
         on_gpu = self.device.type == "cuda"
         if on_gpu:
             torch.set_float32_matmul_precision("high")  # TF32 for float32 matmuls
-        # The compiled model shares its weights with self.model, which is what checkpoints save.
-        self.forward_model = torch.compile(self.model) if cfg.compile and on_gpu else self.model
+        # The model the steps run, maybe compiled, shares its weights with self.model, which is what
+        # checkpoints save.
+        self.forward_model = torch.compile(wrapped) if cfg.compile and on_gpu else wrapped
         self.step = 0  # optimizer steps done
         self.tokens = 0  # training tokens seen
         self.elapsed_before = 0.0  # seconds spent by earlier sessions of this run
@@ -336,21 +355,30 @@ class Trainer:
 
     def train_step(self) -> Tensor:
         """One optimizer step; returns the mean loss of its micro-batches (a tensor)."""
-        cfg = self.cfg
-        lr = self.learning_rate()
+        cfg, place = self.cfg, self.group.place
+        lr = self.group.from_main([self.learning_rate()])[0]  # rank 0's clock (chapter 13)
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-        micro_batches = [get_batch(self.rows["train"], cfg.batch_size, self.batch_generator)
-                         for _ in range(cfg.grad_accum)]
+        # Every rank draws the offsets of the whole step's micro-batches, and reads its own
+        # (chapter 13).
+        world = place.world_size
+        micro_batches = []
+        for k in range(cfg.grad_accum * world):
+            if k % world == place.rank:
+                micro_batches.append(get_batch(self.rows["train"], cfg.batch_size,
+                                               self.batch_generator))
+            else:  # another rank's: only keep the generator in step
+                offsets(self.rows["train"], cfg.batch_size, self.batch_generator)
         loss = accumulate_gradients(self.forward_model, micro_batches, self.autocast)
+        loss = self.group.mean(loss)  # the whole batch's loss, on every rank
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         for optimizer in self.optimizers:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens += cfg.grad_accum * cfg.batch_size * cfg.block_size
+        self.tokens += cfg.grad_accum * world * cfg.batch_size * cfg.block_size
         return loss
 
     # -- train-trainer-measure (book/05-training.md) --
@@ -378,9 +406,9 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "model": self.model.state_dict(),
+            "model": self.group.model_state(self.model),  # whole, also when sharded (ch. 13)
             "model_args": asdict(self.model.config),
-            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "optimizers": self.group.optimizer_states(self.model, self.optimizers),
             "train_config": asdict(self.cfg),
             "tokenizer": self.data.tokenizer.to_dict(),
             "step": self.step,
@@ -396,9 +424,8 @@ class Trainer:
             raise ValueError(f"it holds {len(state.get('optimizers', []))} optimizers, "
                              f"this run has {len(self.optimizers)}")
         try:
-            self.model.load_state_dict(state["model"])
-            for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
-                optimizer.load_state_dict(saved)
+            self.group.load_states(self.model, self.optimizers, state["model"],
+                                   state["optimizers"])
             self.step, self.tokens = state["step"], state["tokens"]
             self.elapsed_before, self.started = state["elapsed_s"], time.perf_counter()
             self.last_eval_step = state["last_eval_step"]
@@ -437,7 +464,7 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
         while True:
             if trainer.step % cfg.eval_interval == 0 and trainer.step != trainer.last_eval_step:
                 evaluate(trainer, run, console)
-            reason = stop_reason(trainer, interrupted, console)
+            reason = agreed(trainer, stop_reason(trainer, interrupted, console))
             if reason:
                 break
             loss = trainer.train_step()
@@ -471,7 +498,9 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
 def start_line(trainer: Trainer) -> str:
     cfg = trainer.cfg
     budget = f", at most {cfg.max_time:g} s" if cfg.max_time is not None else ""
-    return (f"training {trainer.model.num_params() / 1e6:.2f}M parameters on {trainer.device}, "
+    world = trainer.group.place.world_size
+    where = f"{trainer.device}" if world == 1 else f"{world} processes ({trainer.device.type})"
+    return (f"training {trainer.model.num_params() / 1e6:.2f}M parameters on {where}, "
             f"from step {trainer.step} to {cfg.max_iters}{budget}")
 
 
@@ -499,7 +528,9 @@ def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
     trainer.last_eval_step = trainer.step
     run.log_metrics(record(trainer, train_loss=losses["train"], val_loss=losses["val"], lr=lr))
     if trainer.cfg.sample_tokens:
-        run.log_sample(trainer.step, trainer.sample)
+        # A sharded model's forward is a collective: then every rank draws (chapter 13).
+        text = trainer.sample() if trainer.group.sharded else None
+        run.log_sample(trainer.step, trainer.sample if text is None else lambda: text)
     run.save(trainer.state())
 
 
@@ -508,10 +539,13 @@ def final_evaluation(trainer: Trainer, run: RunFolder,
     """The loss on the whole validation split and its bits per byte, recorded once; None if
     a Ctrl-C or SIGTERM stopped the measurement."""
     done = run.final_record(trainer.step)
-    if done is not None:  # a finished run, resumed with nothing to add
-        console.print(f"whole validation split: loss {done['val_loss']:.4f}, "
-                      f"{done['val_bpb']:.4f} bits per byte (measured before)")
-        return done["val_loss"], done["val_bpb"]
+    # Rank 0's records decide for every rank whether to measure (chapter 13); NaN: not yet.
+    before = trainer.group.from_main([math.nan, math.nan] if done is None
+                                     else [done["val_loss"], done["val_bpb"]])
+    if not math.isnan(before[0]):  # a finished run, resumed with nothing to add
+        console.print(f"whole validation split: loss {before[0]:.4f}, "
+                      f"{before[1]:.4f} bits per byte (measured before)")
+        return before[0], before[1]
     try:
         with stops_raise():  # a measurement changes no state: stopping it loses nothing
             val_loss, bpb = trainer.whole_validation()
@@ -522,6 +556,15 @@ def final_evaluation(trainer: Trainer, run: RunFolder,
     run.log_metrics(record(trainer, train_loss=None, val_loss=val_loss, val_bpb=bpb, lr=None,
                            final=True))
     return val_loss, bpb
+
+
+REASONS = (None, "max_iters", "max_time", *STOPPED)
+
+
+def agreed(trainer: Trainer, reason: str | None) -> str | None:
+    """Rank 0's stop reason, on every rank: one that stops alone would leave the others waiting
+    (chapter 13); in one process, reason itself."""
+    return REASONS[int(trainer.group.from_main([float(REASONS.index(reason))])[0])]
 
 
 def stop_reason(trainer: Trainer, interrupted: threading.Event,
@@ -548,11 +591,22 @@ def train(
     on_step: Callable[[int, Tensor], None] | None = None,
 ) -> TrainResult:
     """Train (or, with resume=True, continue) a run; records go to out_dir if given."""
-    trainer = Trainer(cfg, data)
-    run = RunFolder(Path(out_dir)) if out_dir is not None else NoRunFolder()
-    console = Console()
+    group = join_group(pick_device(cfg.device))  # one process, or torchrun's (chapter 13)
+    try:
+        return train_in(Trainer(cfg, data, group), out_dir, resume, overwrite, on_step)
+    finally:
+        group.leave()
+
+
+def train_in(trainer: Trainer, out_dir: str | Path | None, resume: bool, overwrite: bool,
+             on_step: Callable[[int, Tensor], None] | None) -> TrainResult:
+    """train, for a trainer that is made: rank 0 writes and prints, the other ranks do not."""
+    cfg, main = trainer.cfg, trainer.group.place.main
+    folder = RunFolder(Path(out_dir)) if out_dir is not None else NoRunFolder()
+    run, console = (folder, Console()) if main else (NoRunFolder(), SilentConsole())
     if resume:
-        state = run.resume()
+        # Every rank reads the checkpoint; only rank 0 cleans the folder up (run.resume).
+        state = run.resume() if main or out_dir is None else load_checkpoint(folder.checkpoint)
         try:
             trainer.restore(state)
         except ValueError as e:

@@ -19,7 +19,7 @@ LAYERS = [
     # depend on nothing of ours
     {"__init__", "_literate", "errors", "lazy", "files", "attention", "console"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
-    {"corpus", "bpe", "data", "model", "sources", "shards"},
+    {"corpus", "bpe", "data", "model", "sources", "shards", "distributed"},
     # what builds on one piece
     {"bpe_train", "bigram", "tokenizer", "optim"},
     # sampling, checkpoints, and the tokenizer benchmark
