@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,23 +49,14 @@ class TokenStream:
 
 
 # -- shard-windows (book/11-corpus-training.md) --
-def rank_part(n_tokens: int, rank: int, world_size: int) -> tuple[int, int]:
-    """The tokens [start, stop) of rank's share: n equal, contiguous, disjoint parts."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not one of the {world_size} processes")
-    return n_tokens * rank // world_size, n_tokens * (rank + 1) // world_size
-
-
 class ShardWindows:
-    """Every (block_size + 1)-token window of one rank's part of a stream, as get_batch draws
-    rows (size(0), device, rows[ix]), read from disk when drawn."""
+    """Every (block_size + 1)-token window of a stream, as get_batch draws rows (size(0),
+    device, rows[ix]), read from disk when drawn."""
 
-    def __init__(self, stream: TokenStream, block_size: int, device: torch.device,
-                 rank: int = 0, world_size: int = 1) -> None:
-        self.first, stop = rank_part(stream.numel(), rank, world_size)
-        self.count = stop - self.first - block_size  # windows that fit wholly in the part
+    def __init__(self, stream: TokenStream, block_size: int, device: torch.device) -> None:
+        self.count = stream.numel() - block_size  # windows that fit in the stream
         if self.count < 1:
-            raise ValueError(f"a part of {stop - self.first} tokens is too short for "
+            raise ValueError(f"a split of {stream.numel()} tokens is too short for "
                              f"block_size={block_size}")
         self.stream, self.width, self.device = stream, block_size + 1, device
 
@@ -74,7 +64,7 @@ class ShardWindows:
         return self.count
 
     def __getitem__(self, ix: Tensor) -> Tensor:
-        starts = [self.first + int(i) for i in ix.tolist()]
+        starts = [int(i) for i in ix.tolist()]
         rows = np.stack([self.stream.read(s, s + self.width) for s in starts])
         return torch.from_numpy(rows.astype(np.int64)).to(self.device)
 
@@ -82,15 +72,9 @@ class ShardWindows:
 # -- shard-stage (book/11-corpus-training.md) --
 @dataclass
 class ShardData(TrainData):
-    """TrainData whose splits stay on disk: this rank's windows are read as they are drawn."""
-
-    rank: int = 0
-    world_size: int = 1
+    """TrainData whose splits stay on disk: windows are read as they are drawn."""
 
     def rows(self, split: str, block_size: int, device: torch.device) -> ShardWindows:
-        if split == "train":
-            return ShardWindows(self.stream(split), block_size, device, self.rank,
-                                self.world_size)
         return ShardWindows(self.stream(split), block_size, device)
 
     def stream(self, split: str) -> TokenStream:
@@ -115,23 +99,7 @@ def corpus_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainD
                          f"this run's tokenizer has {tokenizer.vocab_size:,} tokens")
     streams = {split: TokenStream(checked_shards(folder, split, meta)) for split in SPLITS}
     sizes = {split: meta["splits"][split]["bytes"] for split in SPLITS}
-    rank, world_size = process_place()
-    return ShardData(tokenizer, streams["train"], streams["val"], sizes["train"], sizes["val"],
-                     rank=rank, world_size=world_size)
-
-
-def process_place() -> tuple[int, int]:
-    """This process's rank and the number of processes, as torchrun sets them (else 0 of 1)."""
-    place = {}
-    for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
-        value = os.environ.get(name, default)
-        if not value.isdigit():
-            raise ValueError(f"{name}={value!r}: must be a whole number (torchrun sets it)")
-        place[name] = int(value)
-    if not place["RANK"] < place["WORLD_SIZE"]:
-        raise ValueError(f"RANK={place['RANK']} is not one of WORLD_SIZE={place['WORLD_SIZE']} "
-                         "processes")
-    return place["RANK"], place["WORLD_SIZE"]
+    return ShardData(tokenizer, streams["train"], streams["val"], sizes["train"], sizes["val"])
 
 
 # -- shard-stage-helpers (book/11-corpus-training.md) --

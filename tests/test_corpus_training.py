@@ -1,7 +1,7 @@
-"""Chapter 11: training on token shards read from disk, window by window, rank by rank.
+"""Chapter 11: training on token shards read from disk, window by window.
 
 The shards are made here by chapter 10's prepare from a small parquet corpus. The checks: a
-stream of shards is exactly their concatenation, ranks read disjoint parts, the corpus stage
+stream of shards is exactly their concatenation, its windows are chapter 5's, the corpus stage
 trains (the loss falls) and resumes bit for bit, sample and eval work on its runs, bits per
 byte divide by the documents' bytes, damaged shards are refused by name, and the compressor
 benchmark measures the same validation text.
@@ -27,7 +27,7 @@ from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 from minigpt.compress import split_text
 from minigpt.prepare import Plan, prepare
-from minigpt.shard_data import ShardWindows, TokenStream, corpus_stage, rank_part
+from minigpt.shard_data import TokenStream, corpus_stage
 from minigpt.train import TrainConfig, get_batch, split_nll, train
 
 WORDS = ("def f(x):\n    return x + 1\n", "class A:\n    pass\n", "import os\n",
@@ -62,20 +62,6 @@ def test_a_stream_is_its_shards_concatenated() -> None:
         start, stop = sorted(rng.integers(0, whole.size + 1, size=2))
         assert stream[start:stop].tolist() == whole[start:stop].tolist()
     assert stream[:].dtype == torch.int64 and stream[40:].tolist() == whole[40:].tolist()
-
-
-@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
-def test_ranks_read_disjoint_parts_that_cover_the_stream(world_size: int) -> None:
-    parts = [rank_part(1000, r, world_size) for r in range(world_size)]
-    assert parts[0][0] == 0 and parts[-1][1] == 1000
-    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))  # no gap, no overlap
-    stream = TokenStream([np.arange(1000, dtype=np.uint16)])
-    for rank, (start, stop) in enumerate(parts):
-        rows = ShardWindows(stream, 8, torch.device("cpu"), rank, world_size)
-        drawn = rows[torch.arange(rows.size(0))]
-        assert drawn.min().item() == start and drawn.max().item() == stop - 1  # within the part
-    with pytest.raises(ValueError, match="rank 3"):
-        rank_part(10, 3, 3)
 
 
 def test_windows_are_the_same_as_chapter_5s(shards: Path) -> None:

@@ -121,3 +121,21 @@ def test_a_two_process_checkpoint_resumes_in_one_process_as_the_same_run(
 def test_a_bad_rank_is_refused_by_name() -> None:
     with pytest.raises(PlaceError, match="LOCAL_RANK='x'"):
         place_from_env({"LOCAL_RANK": "x"})
+
+
+def test_the_corpus_stage_under_torchrun_is_the_same_run(tmp_path: Path) -> None:
+    """Chapter 11's shards: two ranks turn the global batch's offsets into the same windows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from minigpt.prepare import Plan, prepare
+
+    texts = [f"{TEXT[k * 50:k * 50 + 400]} #{k}\n" for k in range(40)]
+    pq.write_table(pa.table({"id": [f"d{k}" for k in range(40)], "text": texts}),
+                   tmp_path / "docs.parquet")
+    prepare(Plan(f"data_files:{tmp_path}/docs.parquet", None, "bpe:300", None, 0.2),
+            tmp_path / "shards")
+    data = ["--stage", "corpus", "--data-dir", str(tmp_path / "shards")]
+    minigpt(["train", *data, "--out", str(tmp_path / "two"), *TINY], processes=2)
+    minigpt(["train", *data, "--out", str(tmp_path / "one"), *TINY, "grad_accum=2"])
+    assert max_difference(tmp_path / "two", tmp_path / "one") < TOLERANCE
