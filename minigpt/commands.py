@@ -157,7 +157,7 @@ def check_corpus(cfg: TrainConfig, run: Path | str) -> None:
 # -- cmd-train (book/07-command-line.md) --
 def run_train(args: argparse.Namespace) -> int:
     changes = settings(args)
-    main = place_from_env().main  # rank 0, or the only process (chapter 13)
+    main = place_from_env().main  # rank 0, or the only process (chapter 12)
     out = Path(args.out or f"runs/{changes.get('stage', 'char')}-{changes.get('preset', 'cpu')}")
     tokenizer = None
     if args.resume:

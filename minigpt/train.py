@@ -192,7 +192,7 @@ def accumulate_gradients(
 
     The gradients in .grad add up to those of one batch made of all the micro-batches.
     """
-    no_sync = getattr(model, "no_sync", nullcontext)  # DDP's (chapter 13); else nothing
+    no_sync = getattr(model, "no_sync", nullcontext)  # DDP's (chapter 12); else nothing
     losses = []
     for i, (x, y) in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
@@ -315,13 +315,13 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data: TrainData, group: Solo | None = None) -> None:
         self.cfg, self.data = cfg, data
-        # The processes of the run (chapter 13); by default this one alone, on cfg's device.
+        # The processes of the run (chapter 12); by default this one alone, on cfg's device.
         self.group = group if group is not None else Solo(pick_device(cfg.device))
         self.device = self.group.device
         # -- train-trainer-setup (book/05-training.md) --
         torch.manual_seed(cfg.seed)
         self.model = GPT(cfg.model_config(data.tokenizer.vocab_size)).to(self.device)
-        # Wrapped for many processes (chapter 13) before the optimizers: fsdp replaces the weights.
+        # Wrapped for many processes (chapter 12) before the optimizers: fsdp replaces the weights.
         wrapped = self.group.wrap(self.model, cfg.parallel)
         self.optimizers = make_optimizers(
             self.model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -356,12 +356,12 @@ class Trainer:
     def train_step(self) -> Tensor:
         """One optimizer step; returns the mean loss of its micro-batches (a tensor)."""
         cfg, place = self.cfg, self.group.place
-        lr = self.group.from_main([self.learning_rate()])[0]  # rank 0's clock (chapter 13)
+        lr = self.group.from_main([self.learning_rate()])[0]  # rank 0's clock (chapter 12)
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
         # Every rank draws the offsets of the whole step's micro-batches, and reads its own
-        # (chapter 13).
+        # (chapter 12).
         world = place.world_size
         micro_batches = []
         for k in range(cfg.grad_accum * world):
@@ -528,7 +528,7 @@ def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
     trainer.last_eval_step = trainer.step
     run.log_metrics(record(trainer, train_loss=losses["train"], val_loss=losses["val"], lr=lr))
     if trainer.cfg.sample_tokens:
-        # A sharded model's forward is a collective: then every rank draws (chapter 13).
+        # A sharded model's forward is a collective: then every rank draws (chapter 12).
         text = trainer.sample() if trainer.group.sharded else None
         run.log_sample(trainer.step, trainer.sample if text is None else lambda: text)
     run.save(trainer.state())
@@ -539,7 +539,7 @@ def final_evaluation(trainer: Trainer, run: RunFolder,
     """The loss on the whole validation split and its bits per byte, recorded once; None if
     a Ctrl-C or SIGTERM stopped the measurement."""
     done = run.final_record(trainer.step)
-    # Rank 0's records decide for every rank whether to measure (chapter 13); NaN: not yet.
+    # Rank 0's records decide for every rank whether to measure (chapter 12); NaN: not yet.
     before = trainer.group.from_main([math.nan, math.nan] if done is None
                                      else [done["val_loss"], done["val_bpb"]])
     if not math.isnan(before[0]):  # a finished run, resumed with nothing to add
@@ -563,7 +563,7 @@ REASONS = (None, "max_iters", "max_time", *STOPPED)
 
 def agreed(trainer: Trainer, reason: str | None) -> str | None:
     """Rank 0's stop reason, on every rank: one that stops alone would leave the others waiting
-    (chapter 13); in one process, reason itself."""
+    (chapter 12); in one process, reason itself."""
     return REASONS[int(trainer.group.from_main([float(REASONS.index(reason))])[0])]
 
 
@@ -591,7 +591,7 @@ def train(
     on_step: Callable[[int, Tensor], None] | None = None,
 ) -> TrainResult:
     """Train (or, with resume=True, continue) a run; records go to out_dir if given."""
-    group = join_group(pick_device(cfg.device))  # one process, or torchrun's (chapter 13)
+    group = join_group(pick_device(cfg.device))  # one process, or torchrun's (chapter 12)
     try:
         return train_in(Trainer(cfg, data, group), out_dir, resume, overwrite, on_step)
     finally:

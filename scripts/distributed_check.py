@@ -1,4 +1,4 @@
-"""Chapter 13's figures: two processes (ddp, fsdp) against one, by tests/test_distributed.py's
+"""Chapter 12's figures: two processes (ddp, fsdp) against one, by tests/test_distributed.py's
 helpers. Run from the project root: python scripts/distributed_check.py FOLDER"""
 
 from __future__ import annotations

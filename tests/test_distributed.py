@@ -1,4 +1,4 @@
-"""Chapter 13: two gloo processes under torchrun (DDP, FSDP) train the run one process trains."""
+"""Chapter 12: two gloo processes under torchrun (DDP, FSDP) train the run one process trains."""
 
 from __future__ import annotations
 
