@@ -22,7 +22,7 @@ RUN ?= runs/char-cpu
 # MathJax is copied into the built site so that math renders with no network.
 MATHJAX := .cache/mathjax/tex-mml-chtml.js
 
-.PHONY: setup demo test check lint pytest book serve tangle clean
+.PHONY: setup demo test check lint pytest book serve tangle clean figures
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,10 @@ test: setup $(MATHJAX)
 	# The chapters' examples again on PyTorch's plain (unvectorised) CPU kernels: what they
 	# print must not depend on which float kernels the CPU gets.
 	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_book_doctests.py
+
+# The book's figures (minigpt/figures.py), drawn into book/images/ and committed.
+figures: setup
+	$(BIN)/python -m minigpt.figures book/images
 
 book: setup $(MATHJAX)
 	$(BIN)/mkdocs build --strict --site-dir site

@@ -28,7 +28,7 @@ LAYERS = [
     {"runs", "tokenizer_cli", "prepare"},
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
-    {"subword", "bench", "shard_data", "code_check"},
+    {"subword", "bench", "shard_data", "code_check", "figures"},
     {"stages", "compress"},
     # the command line
     {"commands"},
