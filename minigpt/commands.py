@@ -181,6 +181,7 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"note: the run in {out} is replaced once the new one's first checkpoint "
                   "is saved")
         cfg = pin_corpus(cfg)
+    data_flag_of_stage(cfg, args)
     if main and cfg.preset == "gpu" and pick_device(cfg.device).type == "cpu":
         print("note: the gpu preset is a model sized for a GPU, and none is in use; `python -m "
               "minigpt bench train --preset gpu --steps 2` shows what one of its "
@@ -230,6 +231,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     run = load_run(args.run, pick_device(args.device))
     cfg = saved_config(run.train_config, args.run)
+    data_flag_of_stage(cfg, args)
     if args.data or args.data_dir:
         paths = {"data": args.data, "data_dir": args.data_dir}
         cfg = configure(cfg, absolute_paths({k: v for k, v in paths.items() if v}))
@@ -243,6 +245,15 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"{name:5}  loss {nll / count:.4f}  {nll / size / math.log(2):.4f} bits per "
                   f"byte  ({count:,} predictions, {size:,} bytes)")
     return 0
+
+
+def data_flag_of_stage(cfg: TrainConfig, args: argparse.Namespace) -> None:
+    """Refuse --data for the corpus stage and --data-dir for the others: each reads one."""
+    wanted = "data_dir" if cfg.stage == "corpus" else "data"
+    for flag in ("data", "data_dir"):
+        if getattr(args, flag, None) and flag != wanted:
+            raise CliError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: a run of the "
+                           f"{cfg.stage} stage reads --{wanted.replace('_', '-')}, not this")
 
 
 # -- cmd-bench-train (book/07-command-line.md) --

@@ -140,6 +140,8 @@ DATA_CASES: dict[str, Case] = {
     "train-resume-and-overwrite": Case("train --out {dir}/run --resume --overwrite",
                                        "--overwrite"),
     "train-into-a-run": Case("train --out {dir}/run " + " ".join(TINY), "--overwrite"),
+    "train-data-dir-for-char": Case(f"{TRAIN} --data-dir {{dir}}", "--data-dir"),
+    "eval-data-dir-for-char": Case("eval --run {dir}/run --data-dir {dir}", "--data-dir"),
     "train-max-time-negative": Case(f"{TRAIN} {CORPUS} --max-time -5", "max_time",
                                     files={"corpus.txt": write(TEXT)}),
     # -- argparse's own usage errors, one line too --
