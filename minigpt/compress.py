@@ -31,11 +31,12 @@ def compressed_size(command: list[str], data: bytes) -> int:
     return len(done.stdout)
 
 
-def compression_bits(command: list[str], text: bytes, context: bytes) -> tuple[float, float]:
-    """Bits per byte of text compressed alone, and compressed after context."""
+def compression_bits(command: list[str], text: bytes, context: bytes,
+                     size: int) -> tuple[float, float]:
+    """Bits per byte (of size bytes) of text compressed alone, and compressed after context."""
     alone = compressed_size(command, text)
     after = compressed_size(command, context + text) - compressed_size(command, context)
-    return 8 * alone / len(text), 8 * after / len(text)
+    return 8 * alone / size, 8 * after / size
 
 
 # -- compress-text (book/11-corpus-training.md) --
@@ -72,11 +73,12 @@ def run_bench_compress(args: argparse.Namespace) -> int:
     folder = Path(args.data_dir)
     try:
         text, context = split_text(folder, "val"), training_context(folder)
+        size = read_meta(folder)["splits"]["val"]["bytes"]
     except (ShardError, OSError) as e:
         raise CliError(str(e)) from None
-    print(f"bench compress: {folder}, validation split {len(text):,} bytes, "
+    print(f"bench compress: {folder}, validation split {size:,} bytes, "
           f"given the last {len(context):,} bytes of the training split")
     for name, command in COMPRESSORS.items():
-        alone, after = compression_bits(command, text, context)
+        alone, after = compression_bits(command, text, context, size)
         print(f"{name:9}  {alone:.3f} bits per byte alone, {after:.3f} given the training text")
     return 0
