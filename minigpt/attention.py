@@ -10,24 +10,33 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from minigpt.kv_cache import LayerCache
+
 
 # -- attn-manual (book/03-attention.md) --
 def attention_manual(q: Tensor, k: Tensor, v: Tensor, causal: bool = True,
                      dropout_p: float = 0.0) -> Tensor:
     """Scaled dot-product attention written out: softmax(q k^T / sqrt(d) + mask) v.
 
-    q, k and v are (..., T, d); the result is (..., T, d). With causal=True, position t
-    attends only to positions 0..t. dropout_p drops attention weights (training only).
+    q is (..., Tq, d), k and v are (..., Tk, d); the result is (..., Tq, d). With causal=True,
+    the queries are the last Tq of the Tk positions and each attends only to itself and the
+    positions before it. dropout_p drops attention weights (training only).
     """
-    T, d = q.size(-2), q.size(-1)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., T, T): each query against each key
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., Tq, Tk): query x key
     if causal:
-        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(diagonal=1)
+        future = ~causal_mask(q.size(-2), k.size(-2), q.device)
         scores = scores.masked_fill(future, float("-inf"))  # weight 0 after the softmax
     weights = torch.softmax(scores, dim=-1)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v
+
+
+# -- attn-mask (book/03-attention.md) --
+def causal_mask(n_queries: int, n_keys: int, device: torch.device | None = None) -> Tensor:
+    """True where a query may look: the queries are the last n_queries of n_keys positions."""
+    ones = torch.ones(n_queries, n_keys, dtype=torch.bool, device=device)
+    return ones.tril(diagonal=n_keys - n_queries)
 
 
 # -- attn-module (book/03-attention.md) --
@@ -45,17 +54,22 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)  # mixes the heads' outputs
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache: LayerCache | None = None) -> Tensor:
         B, T, C = x.shape
-        if T > self.block_size:
-            raise ValueError(f"a sequence of {T} tokens is longer than "
+        past = cache.length if cache is not None else 0  # positions already seen (chapter 6)
+        if past + T > self.block_size:
+            raise ValueError(f"a sequence of {past + T} tokens is longer than "
                              f"block_size={self.block_size}")
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size): each head is a batch of its own
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            k, v = cache.update(k, v)  # the keys and values of all past + T positions
         p = self.dropout if self.training else 0.0
         if self.fused:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            mask = None if past == 0 else causal_mask(T, past + T, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                               is_causal=mask is None)
         else:
             y = attention_manual(q, k, v, causal=True, dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again

@@ -50,6 +50,8 @@ def add_sample_command(sub: Subparsers) -> None:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="for a reproducible sample")
+    p.add_argument("--no-kv-cache", dest="kv_cache", action="store_false",
+                   help="recompute every position at each step (chapter 6's KV cache off)")
     p.add_argument("--device", default="auto")
     p.set_defaults(handler="minigpt.commands:run_sample")
 
@@ -88,6 +90,24 @@ def add_bench_train(targets: Subparsers) -> None:
 
 # -- cli-bench-targets (book/07-command-line.md) --
 BENCH_TARGETS: list[Callable[[Subparsers], None]] = [add_bench_train]
+
+
+# -- cli-bench-targets, continued (book/07-command-line.md) --
+def add_bench_generate(targets: Subparsers) -> None:
+    p = targets.add_parser("generate", help="generation with and without the KV cache "
+                           "(chapter 6), side by side")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--run", help="a trained run folder or checkpoint")
+    model.add_argument("--preset", default="cpu", help="a preset's shape, random weights "
+                       "(default: cpu)")
+    p.add_argument("--vocab-size", type=int, default=65,
+                   help="with --preset: the vocabulary (default 65, Tiny Shakespeare's)")
+    p.add_argument("--new-tokens", type=int, default=1000)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler="minigpt.generate_bench:run_bench_generate")
+
+
+BENCH_TARGETS.append(add_bench_generate)
 
 
 # -- cli-bench-targets, continued (book/08-bpe.md) --

@@ -220,7 +220,7 @@ def run_sample(args: argparse.Namespace) -> int:
     try:
         text = sample_text(run.model, run.tokenizer, args.prompt, args.max_new_tokens,
                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           seed=args.seed)
+                           seed=args.seed, kv_cache=args.kv_cache)
     except ValueError as e:  # a prompt out of the vocabulary, or a knob out of range
         raise CliError(str(e)) from None
     print(text)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from minigpt.attention import CausalSelfAttention
+from minigpt.kv_cache import KVCache, LayerCache
 
 
 # -- gpt-config (book/04-gpt.md) --
@@ -67,8 +68,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))  # positions exchange information
+    def forward(self, x: Tensor, cache: LayerCache | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache)  # positions exchange information
         x = x + self.mlp(self.ln_2(x))  # each position computes on what it gathered
         return x
 
@@ -110,16 +111,22 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # -- gpt-forward (book/04-gpt.md) --
-    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Logits (B, T, vocab_size) for ids (B, T); with targets (B, T), also the mean loss."""
+    def forward(self, idx: Tensor, targets: Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, vocab_size) for ids (B, T); with targets (B, T), also the mean loss.
+
+        With a cache (chapter 6), idx continues the text whose keys and values it holds.
+        """
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"a sequence of {T} tokens is longer than the model's "
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"a sequence of {start + T} tokens is longer than the model's "
                              f"block_size={self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        pos = torch.arange(start, start + T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, n_embd)
-        for block in self.blocks:
-            x = block(x)
+        layer_caches = cache.layers if cache is not None else [None] * len(self.blocks)
+        for block, layer_cache in zip(self.blocks, layer_caches, strict=True):
+            x = block(x, layer_cache)
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
         if targets is None:
             return logits, None

@@ -9,6 +9,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from minigpt.kv_cache import KVCache
+from minigpt.model import GPT
 from minigpt.tokenizer import Tokenizer
 
 MIN_TEMPERATURE = 1e-3  # below this, logits / temperature can overflow to inf
@@ -46,10 +48,36 @@ def next_token_probs(
     return probs
 
 
+# -- sample-window (book/06-sampling.md) --
+def context_start(length: int, block_size: int) -> int:
+    """Where the model's window starts in a text of `length` tokens, to predict the next one.
+
+    At 0 while the text fits in block_size; then the start jumps forward half a block at a
+    time, so that a KV cache can refill with the newest half block and grow again.
+    """
+    if length <= block_size:
+        return 0
+    step = block_size - block_size // 2  # half a block, rounded up: block_size 1 still works
+    return -(-(length - block_size) // step) * step  # the first multiple of step that fits
+
+
+# -- sample-next-logits (book/06-sampling.md) --
+def next_logits(model: GPT, idx: Tensor, block_size: int, cache: KVCache | None) -> Tensor:
+    """The logits (B, vocab_size) of the token after idx (B, T), from its window."""
+    start = context_start(idx.size(1), block_size)
+    if cache is None:
+        logits, _ = model(idx[:, start:])
+    else:
+        if start != cache.start:  # the window jumped: its positions all changed
+            cache.restart(start)
+        logits, _ = model(idx[:, start + cache.length:], cache=cache)
+    return logits[:, -1, :]
+
+
 # -- sample-generate (book/06-sampling.md) --
 @torch.no_grad()
 def generate(
-    model: nn.Module,
+    model: GPT,
     idx: Tensor,
     max_new_tokens: int,
     *,
@@ -58,17 +86,19 @@ def generate(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     block_size: int | None = None,
+    kv_cache: bool = True,
 ) -> Tensor:
     """Append max_new_tokens sampled tokens to each row of idx (B, T); returns (B, T + new)."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens={max_new_tokens}: must not be negative")
     block_size = block_size or model.config.block_size
+    cache = KVCache(model.config.n_layer, block_size) if kv_cache else None
     was_training = model.training
     model.eval()
     try:
         for _ in range(max_new_tokens):
-            logits, _ = model(idx[:, -block_size:])  # crop: the model knows no further back
-            probs = next_token_probs(logits[:, -1, :].float(), temperature, top_k, top_p)
+            logits = next_logits(model, idx, block_size, cache)
+            probs = next_token_probs(logits.float(), temperature, top_k, top_p)
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)
             idx = torch.cat([idx, next_id], dim=1)
     finally:
@@ -87,6 +117,7 @@ def sample_text(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    kv_cache: bool = True,
 ) -> str:
     """The prompt followed by max_new_tokens sampled tokens, decoded."""
     if not prompt:
@@ -102,5 +133,5 @@ def sample_text(
         generator.manual_seed(seed)
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k,
-                   top_p=top_p, generator=generator)
+                   top_p=top_p, generator=generator, kv_cache=kv_cache)
     return tokenizer.decode(out[0].tolist())

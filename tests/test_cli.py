@@ -187,3 +187,26 @@ def test_the_gpu_preset_on_a_cpu_gets_a_note(tmp_path: Path,
     assert main(["train", "--preset", "cpu", "--out", str(tmp_path / "run2"), *TINY,
                  "max_iters=2"]) == 0
     assert "note: the gpu preset" not in capsys.readouterr().out
+
+
+def test_sample_without_the_kv_cache_writes_the_same_text(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sample", "--run", str(run_dir), "--prompt", "ROMEO:", "--max-new-tokens", "40",
+            "--top-k", "1"]  # greedy; 40 tokens run past the run's block_size of 16
+    assert main(argv) == 0
+    cached = capsys.readouterr().out
+    assert main([*argv, "--no-kv-cache"]) == 0
+    assert capsys.readouterr().out == cached and len(cached) == len("ROMEO:") + 40 + 1
+
+
+def test_bench_generate_compares_the_two_ways(run_dir: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "generate", "--run", str(run_dir), "--new-tokens", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "agree:      yes, the same tokens" in out
+    speedup = next(line for line in out.splitlines() if line.startswith("speedup:"))
+    assert float(speedup.split()[1].rstrip("x")) > 0
+    assert main(["bench", "generate", "--preset", "nope"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert main(["bench", "generate", "--new-tokens", "0"]) == 2
+    assert "--new-tokens 0" in capsys.readouterr().err
