@@ -11,21 +11,24 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from minigpt.kv_cache import LayerCache
+from minigpt.sparse import sparse_mask
 
 
 # -- attn-manual (book/03-attention.md) --
 def attention_manual(q: Tensor, k: Tensor, v: Tensor, causal: bool = True,
-                     dropout_p: float = 0.0) -> Tensor:
+                     dropout_p: float = 0.0, mask: Tensor | None = None) -> Tensor:
     """Scaled dot-product attention written out: softmax(q k^T / sqrt(d) + mask) v.
 
     q is (..., Tq, d), k and v are (..., Tk, d); the result is (..., Tq, d). With causal=True,
     the queries are the last Tq of the Tk positions and each attends only to itself and the
-    positions before it. dropout_p drops attention weights (training only).
+    positions before it; a boolean mask (Tq, Tk), True where a query may look, replaces that
+    rule. dropout_p drops attention weights (training only).
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., Tq, Tk): query x key
-    if causal:
-        future = ~causal_mask(q.size(-2), k.size(-2), q.device)
-        scores = scores.masked_fill(future, float("-inf"))  # weight 0 after the softmax
+    if mask is None and causal:
+        mask = causal_mask(q.size(-2), k.size(-2), q.device)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))  # weight 0 after the softmax
     weights = torch.softmax(scores, dim=-1)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
@@ -44,12 +47,14 @@ class CausalSelfAttention(nn.Module):
     """n_head heads of causal self-attention over (B, T, n_embd) inputs, in one module."""
 
     def __init__(self, n_embd: int, n_head: int, *, block_size: int, dropout: float = 0.0,
-                 bias: bool = True, fused: bool = True) -> None:
+                 bias: bool = True, fused: bool = True, pattern: str = "dense",
+                 window: int | None = None) -> None:
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
         self.n_embd, self.n_head, self.block_size = n_embd, n_head, block_size
         self.dropout, self.fused = dropout, fused
+        self.pattern, self.window = pattern, window  # chapter 15's sparse attention
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # queries, keys, values of all heads
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)  # mixes the heads' outputs
         self.resid_drop = nn.Dropout(dropout)
@@ -66,14 +71,18 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # the keys and values of all past + T positions
         p = self.dropout if self.training else 0.0
-        if self.fused:
+        if self.pattern == "dense":
             mask = None if past == 0 else causal_mask(T, past + T, x.device)
+        else:  # a sparse pattern (chapter 15)
+            mask = sparse_mask(self.pattern, self.window, T, past + T, x.device)
+        if self.fused:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                                is_causal=mask is None)
         else:
-            y = attention_manual(q, k, v, causal=True, dropout_p=p)
+            y = attention_manual(q, k, v, causal=True, dropout_p=p, mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
         return self.resid_drop(self.proj(y))
 
     def extra_repr(self) -> str:
-        return f"n_head={self.n_head}, fused={self.fused}"
+        sparse = f", pattern={self.pattern}, window={self.window}" if self.window else ""
+        return f"n_head={self.n_head}, fused={self.fused}{sparse}"

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from minigpt.attention import CausalSelfAttention
 from minigpt.kv_cache import KVCache, LayerCache
+from minigpt.sparse import check_pattern
 
 
 # -- gpt-config (book/04-gpt.md) --
@@ -27,6 +28,8 @@ class GPTConfig:
     n_embd: int = 384  # the width: every position is a vector of n_embd numbers
     dropout: float = 0.0
     bias: bool = True  # biases in the Linear layers and LayerNorms
+    attention: str = "dense"  # or a sparse pattern of chapter 15: "sliding", "local"
+    attn_window: int | None = None  # the sparse pattern's width, in positions
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -38,6 +41,7 @@ class GPTConfig:
                              f"n_head={self.n_head} (each head gets n_embd // n_head numbers)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout={self.dropout!r}: must be in [0, 1)")
+        check_pattern(self.attention, self.attn_window)
 
 
 # -- gpt-mlp (book/04-gpt.md) --
@@ -64,7 +68,8 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config.n_embd, config.n_head,
                                         block_size=config.block_size, dropout=config.dropout,
-                                        bias=config.bias)
+                                        bias=config.bias, pattern=config.attention,
+                                        window=config.attn_window)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 

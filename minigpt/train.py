@@ -46,6 +46,8 @@ class TrainConfig:
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
+    attention: str = "dense"  # or chapter 15's sparse "sliding" or "local" attention
+    attn_window: int | None = None  # their width in positions
     # Optimization.
     batch_size: int = 12  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -82,7 +84,8 @@ class TrainConfig:
         """The GPTConfig of this run, for a tokenizer of vocab_size tokens."""
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size,
                          n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
-                         dropout=self.dropout)
+                         dropout=self.dropout, attention=self.attention,
+                         attn_window=self.attn_window)
 
     def schedule(self) -> Schedule:
         """The learning-rate schedule of this run (optim.py)."""

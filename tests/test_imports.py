@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt"
 LAYERS = [
     # depend on nothing of ours
-    {"__init__", "_literate", "errors", "lazy", "files", "kv_cache", "console"},
+    {"__init__", "_literate", "errors", "lazy", "files", "kv_cache", "sparse", "console"},
     # attention, which may be handed a KV cache
     {"attention"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
