@@ -26,14 +26,15 @@ LAYERS = [
     {"bpe_train", "bigram", "tokenizer", "optim"},
     # sampling, checkpoints, and the tokenizer benchmark
     {"sample", "checkpoint", "tokenizer_bench"},
-    # what reads or writes checkpoints or shards
-    {"runs", "tokenizer_cli", "prepare"},
+    # what reads or writes checkpoints or shards, and drawing images (chapter 15)
+    {"runs", "tokenizer_cli", "prepare", "digits"},
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
-    {"subword", "bench", "shard_data", "code_check", "figures"},
-    {"stages", "compress"},
+    {"subword", "bench", "shard_data", "code_check", "figures", "digits_data"},
+    {"stages", "compress", "digits_bench"},
     # the command line
     {"commands", "generate_bench"},
+    {"sweep", "conditional"},
     {"cli"},
     {"__main__"},
 ]

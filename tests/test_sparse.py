@@ -1,4 +1,4 @@
-"""Sparse attention (chapter 16): dense again when wide, an exact reach, the KV cache."""
+"""Sparse attention (chapter 15): dense again when wide, an exact reach, the KV cache."""
 
 from __future__ import annotations
 
