@@ -74,7 +74,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda if available, else cpu
     dtype: str = "auto"  # "auto": bfloat16 autocast on CUDA, float32 elsewhere
     compile: bool = False  # torch.compile the model (used on CUDA only)
-    parallel: str = "ddp"  # under torchrun: "ddp" copies the model, "fsdp" shards it (ch. 13)
+    parallel: str = "ddp"  # under torchrun: "ddp" copies the model, "fsdp" shards it (ch. 12)
 
     def __post_init__(self) -> None:
         self.model_config()  # GPTConfig refuses a shape that cannot work
@@ -409,7 +409,7 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "model": self.group.model_state(self.model),  # whole, also when sharded (ch. 13)
+            "model": self.group.model_state(self.model),  # whole, also when sharded (ch. 12)
             "model_args": asdict(self.model.config),
             "optimizers": self.group.optimizer_states(self.model, self.optimizers),
             "train_config": asdict(self.cfg),
