@@ -73,13 +73,20 @@ def truncate_jsonl(path: Path, last_step: int) -> bool:
 # -- runs-plot (book/05-training.md) --
 def plot_losses(metrics_path: Path, png_path: Path | None = None) -> Figure:
     """Train and validation loss against tokens seen; saved to png_path if given."""
-    records = [r for r in read_jsonl(metrics_path) if not r.get("final")]
-    finals = [r for r in read_jsonl(metrics_path) if r.get("final")]
+    rows = read_jsonl(metrics_path)
+    records = [r for r in rows if not r.get("final")]
+    finals = [r for r in rows if r.get("final")]
+    logged = [entry for r in records for entry in r.get("step_losses", [])]
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
+    if logged:
+        ax.plot([entry[1] for entry in logged], [entry[2] for entry in logged],
+                color="C0", linewidth=0.8, alpha=0.5, label="train, one batch per log step")
     tokens = [r["tokens"] for r in records]
-    ax.plot(tokens, [r["train_loss"] for r in records], label="train (estimate)")
-    ax.plot(tokens, [r["val_loss"] for r in records], label="validation (estimate)")
+    ax.plot(tokens, [r["train_loss"] for r in records], "o-", color="C0",
+            label="train (estimate)")
+    ax.plot(tokens, [r["val_loss"] for r in records], "s-", color="C1",
+            label="validation (estimate)")
     if finals:
         ax.plot([finals[-1]["tokens"]], [finals[-1]["val_loss"]], "k*", markersize=10,
                 label=f"validation, whole split: {finals[-1]['val_loss']:.3f}")

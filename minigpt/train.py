@@ -346,6 +346,8 @@ class Trainer:
         self.elapsed_before = 0.0  # seconds spent by earlier sessions of this run
         self.started = time.perf_counter()
         self.last_eval_step = -1
+        # [step, tokens, loss] at each log step since the last evaluation: its record takes them
+        self.step_losses: list[list[float]] = []
 
     # -- train-trainer-step (book/05-training.md) --
     def elapsed(self) -> float:
@@ -418,6 +420,7 @@ class Trainer:
             "tokens": self.tokens,
             "elapsed_s": self.elapsed(),
             "last_eval_step": self.last_eval_step,
+            "step_losses": self.step_losses,
             "rng": rng,
         }
 
@@ -432,6 +435,7 @@ class Trainer:
             self.step, self.tokens = state["step"], state["tokens"]
             self.elapsed_before, self.started = state["elapsed_s"], time.perf_counter()
             self.last_eval_step = state["last_eval_step"]
+            self.step_losses = list(state.get("step_losses", []))  # none in older checkpoints
             torch.set_rng_state(state["rng"]["torch"])
             self.batch_generator.set_state(state["rng"]["batch"])
             if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -475,6 +479,7 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
                 on_step(trainer.step, loss)
             if trainer.step % cfg.log_interval == 0:
                 value = finite(trainer, run, "training loss", loss.item())  # waits for the GPU
+                trainer.step_losses.append([trainer.step, trainer.tokens, round(value, 4)])
                 if console.live:
                     done = trainer.schedule.progress(trainer.step, trainer.elapsed())
                     rate = (trainer.tokens - session_tokens) / (time.perf_counter() - session_start)
@@ -529,7 +534,9 @@ def evaluate(trainer: Trainer, run: RunFolder, console: Console) -> None:
     console.print(f"step {trainer.step:5d} | train {losses['train']:.4f} | "
                   f"val {losses['val']:.4f} | lr {lr:.2e} | {trainer.elapsed():.1f}s")
     trainer.last_eval_step = trainer.step
-    run.log_metrics(record(trainer, train_loss=losses["train"], val_loss=losses["val"], lr=lr))
+    run.log_metrics(record(trainer, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
+                           step_losses=trainer.step_losses))
+    trainer.step_losses = []  # recorded; the checkpoint below starts the next list
     if trainer.cfg.sample_tokens:
         # A sharded model's forward is a collective: then every rank draws (chapter 12).
         text = trainer.sample() if trainer.group.sharded else None

@@ -17,7 +17,7 @@ from minigpt.checkpoint import load_checkpoint
 from minigpt.data import CharTokenizer
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import Schedule, make_optimizers, orthogonalize, param_groups
-from minigpt.runs import NoRunFolder, RunFolder
+from minigpt.runs import NoRunFolder, RunFolder, plot_losses
 from minigpt.train import TrainConfig, TrainData, Trainer, accumulate_gradients, split_nll, train
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -157,7 +157,8 @@ def test_loss_drops_on_a_tiny_run(tmp_path: Path) -> None:
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path,
                                                               optimizer: str) -> None:
     cfg = TrainConfig(**{**TINY, "max_iters": 20, "dropout": 0.1,  # dropout uses the RNG too
-                         "optimizer": optimizer})
+                         "optimizer": optimizer,
+                         "log_interval": 3})  # steps 3 and 6 are logged before the Ctrl-C
     data = make_data()
     straight: list[float] = []
     train(cfg, data, tmp_path / "a", on_step=lambda s, loss: straight.append(loss.item()))
@@ -187,6 +188,36 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path,
     a = load_checkpoint(tmp_path / "a" / "ckpt.pt")
     b = load_checkpoint(tmp_path / "b" / "ckpt.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_each_evaluation_records_the_losses_of_the_log_steps_before_it(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY, "max_iters": 20, "log_interval": 2, "sample_tokens": 0})
+    seen: dict[int, float] = {}
+    train(cfg, make_data(), tmp_path, on_step=lambda step, loss: seen.update({step: loss.item()}))
+    rows = records(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 10, 20, 20]  # still one line per evaluation
+    logged = [r.get("step_losses") for r in rows]
+    assert logged[0] == [] and logged[3] is None  # nothing before step 0; the final has none
+    assert [entry[0] for entry in logged[1]] == [2, 4, 6, 8, 10]
+    assert [entry[0] for entry in logged[2]] == [12, 14, 16, 18, 20]
+    for step, tokens, loss in logged[1] + logged[2]:
+        assert tokens == step * cfg.batch_size * cfg.block_size
+        assert loss == pytest.approx(seen[step], abs=1e-4)
+
+    ax = plot_losses(tmp_path / "metrics.jsonl").axes[0]
+    thin, train_curve, val_curve = ax.lines[:3]
+    assert len(thin.get_xdata()) == 10 and len(train_curve.get_xdata()) == 3
+    assert thin.get_linewidth() < train_curve.get_linewidth()
+    assert list(thin.get_ydata()) == [entry[2] for entry in logged[1] + logged[2]]
+
+
+def test_records_without_step_losses_still_plot(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.jsonl"  # as runs wrote them before step_losses
+    metrics.write_text("".join(json.dumps({"step": s, "tokens": 100 * s, "train_loss": 3.0 - s,
+                                           "val_loss": 3.1 - s}) + "\n" for s in (0, 1, 2)))
+    ax = plot_losses(metrics, tmp_path / "loss.png").axes[0]
+    assert len(ax.lines) == 2 and list(ax.lines[0].get_xdata()) == [0, 100, 200]
+    assert (tmp_path / "loss.png").stat().st_size > 0
 
 
 def test_max_time_stops_evaluates_and_saves(tmp_path: Path) -> None:
