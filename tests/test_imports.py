@@ -18,6 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minigpt"
 LAYERS = [
     # depend on nothing of ours
     {"__init__", "_literate", "errors", "lazy", "files", "attention", "console"},
+    # GPT-2's layout (chapter 14): state and config dictionaries, no model
+    {"hf"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
     {"corpus", "bpe", "data", "model", "sources", "shards", "distributed"},
     # what builds on one piece
@@ -25,11 +27,11 @@ LAYERS = [
     # sampling, checkpoints, and the tokenizer benchmark
     {"sample", "checkpoint", "tokenizer_bench"},
     # what reads or writes checkpoints or shards
-    {"runs", "tokenizer_cli", "prepare"},
+    {"runs", "tokenizer_cli", "prepare", "pretrained"},
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
     {"subword", "bench", "shard_data", "code_check", "figures"},
-    {"stages", "compress"},
+    {"stages", "compress", "hf_bench"},
     # the command line
     {"commands"},
     {"cli"},
