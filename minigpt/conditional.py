@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from minigpt.checkpoint import load_run
-from minigpt.commands import run_sample as run_text_sample
+from minigpt.commands import chosen_model, print_sample
 from minigpt.errors import CliError
 from minigpt.lazy import load
-from minigpt.train import pick_device
 
 # -- conditional-sample (book/15-experiments.md) --
 CONDITIONAL: dict[str, str] = {"digits": "minigpt.digits:sample_digits"}
@@ -20,7 +18,7 @@ OPTIONS = ("condition", "num_samples", "out")  # what only a conditional stage t
 
 def run_sample(args: argparse.Namespace) -> int:
     """`sample`: a conditional stage's sampler for its runs; chapter 7's text for the rest."""
-    run = load_run(args.run, pick_device(args.device))
+    run, where = chosen_model(args)  # a run of ours, or chapter 14's --from-hf
     stage = run.train_config.get("stage")
     if stage in CONDITIONAL:
         return load(CONDITIONAL[stage])(run, args)
@@ -29,6 +27,5 @@ def run_sample(args: argparse.Namespace) -> int:
             flag = "--" + name.replace("_", "-")
             need = "needs" if name == "condition" else "is for the samples of"
             raise CliError(f"{flag} {need} a conditional stage ({', '.join(CONDITIONAL)}); "
-                           f"{args.run} is a run of the {stage} stage")
-    del run  # chapter 7's run_sample loads the run itself
-    return run_text_sample(args)
+                           f"{where} is a model of the {stage} stage")
+    return print_sample(run, args)

@@ -40,6 +40,7 @@ class TrainConfig:
     data_dir: str | None = None  # token shards, for chapter 11's corpus stage
     vocab_size: int | None = None  # for stages that learn a tokenizer; None: the stage's own
     preset: str | None = None  # the preset the run began from (chapter 7): a label, sets nothing
+    init_from: str | None = None  # the trained weights it began from (chapter 14); None: random
     # The model's shape (chapter 4).
     n_layer: int = 4
     n_head: int = 4
@@ -48,6 +49,7 @@ class TrainConfig:
     dropout: float = 0.0
     attention: str = "dense"  # or chapter 15's sparse "sliding" or "local" attention
     attn_window: int | None = None  # their width in positions
+    gelu: str = "exact"  # or "tanh", GPT-2's, for runs that start from its weights (ch. 14)
     # Optimization.
     batch_size: int = 12  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -85,7 +87,7 @@ class TrainConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size,
                          n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
                          dropout=self.dropout, attention=self.attention,
-                         attn_window=self.attn_window)
+                         attn_window=self.attn_window, gelu=self.gelu)
 
     def schedule(self) -> Schedule:
         """The learning-rate schedule of this run (optim.py)."""
@@ -316,7 +318,8 @@ class Trainer:
     """The state of one training run (model, optimizers, batch generator, counters) and its
     step."""
 
-    def __init__(self, cfg: TrainConfig, data: TrainData, group: Solo | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, data: TrainData, group: Solo | None = None,
+                 init: dict[str, Tensor] | None = None) -> None:
         self.cfg, self.data = cfg, data
         # The processes of the run (chapter 12); by default this one alone, on cfg's device.
         self.group = group if group is not None else Solo(pick_device(cfg.device))
@@ -324,6 +327,8 @@ class Trainer:
         # -- train-trainer-setup (book/05-training.md) --
         torch.manual_seed(cfg.seed)
         self.model = GPT(cfg.model_config(data.tokenizer.vocab_size)).to(self.device)
+        if init is not None:  # trained weights to start from, of this very shape (chapter 14)
+            self.model.load_state_dict(init)
         # Wrapped for many processes (chapter 12) before the optimizers: fsdp replaces the weights.
         wrapped = self.group.wrap(self.model, cfg.parallel)
         self.optimizers = make_optimizers(
@@ -599,11 +604,13 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     on_step: Callable[[int, Tensor], None] | None = None,
+    init: dict[str, Tensor] | None = None,
 ) -> TrainResult:
-    """Train (or, with resume=True, continue) a run; records go to out_dir if given."""
+    """Train (or, with resume=True, continue) a run; records go to out_dir if given. A new run
+    starts from the weights init if given (chapter 14's --init-from), else from random ones."""
     group = join_group(pick_device(cfg.device))  # one process, or torchrun's (chapter 12)
     try:
-        return train_in(Trainer(cfg, data, group), out_dir, resume, overwrite, on_step)
+        return train_in(Trainer(cfg, data, group, init), out_dir, resume, overwrite, on_step)
     finally:
         group.leave()
 

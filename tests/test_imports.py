@@ -19,7 +19,7 @@ LAYERS = [
     # depend on nothing of ours
     {"__init__", "_literate", "errors", "lazy", "files", "kv_cache", "sparse", "console"},
     # attention, which may be handed a KV cache
-    {"attention"},
+    {"attention", "hf"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
     {"corpus", "bpe", "data", "model", "sources", "shards", "distributed"},
     # what builds on one piece
@@ -27,11 +27,11 @@ LAYERS = [
     # sampling, checkpoints, and the tokenizer benchmark
     {"sample", "checkpoint", "tokenizer_bench"},
     # what reads or writes checkpoints or shards, and drawing images (chapter 15)
-    {"runs", "tokenizer_cli", "prepare", "digits"},
+    {"runs", "tokenizer_cli", "prepare", "digits", "pretrained"},
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
     {"subword", "bench", "shard_data", "code_check", "figures", "digits_data"},
-    {"stages", "compress", "digits_bench"},
+    {"stages", "compress", "digits_bench", "hf_bench"},
     # the command line
     {"commands", "generate_bench"},
     {"sweep", "conditional"},
