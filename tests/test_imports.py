@@ -17,11 +17,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt"
 LAYERS = [
     # depend on nothing of ours
-    {"__init__", "_literate", "errors", "lazy", "files", "attention", "console"},
+    {"__init__", "_literate", "errors", "lazy", "files", "attention", "console",
+     "random_tokens"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
     {"corpus", "bpe", "data", "model", "sources", "shards", "distributed"},
     # what builds on one piece
-    {"bpe_train", "bigram", "tokenizer", "optim"},
+    {"bpe_train", "bigram", "tokenizer", "optim", "mfu"},
     # sampling, checkpoints, and the tokenizer benchmark
     {"sample", "checkpoint", "tokenizer_bench"},
     # what reads or writes checkpoints or shards
@@ -29,7 +30,7 @@ LAYERS = [
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
     {"subword", "bench", "shard_data", "code_check", "figures"},
-    {"stages", "compress"},
+    {"stages", "compress", "ladder"},
     # the command line
     {"commands"},
     {"cli"},
