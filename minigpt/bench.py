@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from minigpt.mfu import flops_per_token
 from minigpt.train import TrainConfig, TrainData, Trainer
 
 
@@ -29,6 +30,7 @@ class TrainBench:
     memory_kind: str
     first_loss: float  # of the untrained model
     last_loss: float  # mean of the last timed steps
+    flops_per_token: int  # the model's training arithmetic per token (chapter 13)
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:
@@ -62,4 +64,5 @@ def bench_train(cfg: TrainConfig, data: TrainData, *, steps: int | None = None,
     tokens = len(losses) * cfg.grad_accum * cfg.batch_size * cfg.block_size
     memory, kind = peak_memory(trainer.device)
     return TrainBench(str(trainer.device), trainer.model.num_params(), len(losses), elapsed,
-                      tokens / elapsed, memory, kind, first_loss, last_loss)
+                      tokens / elapsed, memory, kind, first_loss, last_loss,
+                      flops_per_token(trainer.model))

@@ -114,7 +114,7 @@ def saved_tokenizer(state: dict[str, Any], ckpt: Path) -> Tokenizer:
 def weight_settings(weights: dict[str, torch.Tensor]) -> dict[str, int]:
     """The model settings that the weights' shapes show."""
     shown: dict[str, int] = {}
-    for key, names in (("tok_emb.weight", ("vocab_size", "n_embd")),
+    for key, names in (("tok_emb.weight", ("padded_vocab_size", "n_embd")),
                        ("pos_emb.weight", ("block_size", "n_embd"))):
         if key in weights and weights[key].dim() == 2:
             shown.update(zip(names, weights[key].shape, strict=True))

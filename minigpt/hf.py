@@ -130,6 +130,9 @@ def config_to_hf(settings: dict[str, Any]) -> dict[str, Any]:
     if not settings["bias"]:
         raise HFError("GPT-2's layout has a bias in every layer, and a model of bias=False "
                       "has none to write")
+    if settings.get("pad_vocab", 1) != 1:
+        raise HFError(f"pad_vocab={settings['pad_vocab']} (chapter 13) adds rows to the "
+                      "embedding that GPT-2's layout has no place for; train with pad_vocab=1")
     if settings.get("attention", "dense") != "dense":
         raise HFError(f"GPT-2's layout has dense attention only; a model of attention="
                       f"{settings['attention']} (chapter 15) would load as another model")

@@ -17,13 +17,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt"
 LAYERS = [
     # depend on nothing of ours
-    {"__init__", "_literate", "errors", "lazy", "files", "kv_cache", "sparse", "console"},
+    {"__init__", "_literate", "errors", "lazy", "files", "kv_cache", "sparse", "console",
+     "random_tokens"},
     # attention, which may be handed a KV cache
     {"attention", "hf"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
     {"corpus", "bpe", "data", "model", "sources", "shards", "distributed"},
     # what builds on one piece
-    {"bpe_train", "bigram", "tokenizer", "optim"},
+    {"bpe_train", "bigram", "tokenizer", "optim", "mfu"},
     # sampling, checkpoints, and the tokenizer benchmark
     {"sample", "checkpoint", "tokenizer_bench"},
     # what reads or writes checkpoints or shards, and drawing images (chapter 15)
@@ -31,7 +32,7 @@ LAYERS = [
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
     {"subword", "bench", "shard_data", "code_check", "figures", "digits_data"},
-    {"stages", "compress", "digits_bench", "hf_bench"},
+    {"stages", "compress", "digits_bench", "hf_bench", "ladder"},
     # the command line
     {"commands", "generate_bench"},
     {"sweep", "conditional"},
