@@ -32,3 +32,7 @@ def run_sample(args: argparse.Namespace) -> int:
                            f"{args.run} is a run of the {stage} stage")
     del run  # chapter 7's run_sample loads the run itself
     return run_text_sample(args)
+
+
+# -- conditional-stages (book/15-experiments.md) --
+CONDITIONAL["genres"] = "minigpt.genres:sample_genres"
