@@ -244,6 +244,23 @@ def add_bench_digits(targets: Subparsers) -> None:
 BENCH_TARGETS.append(add_bench_digits)
 
 
+# -- cli-bench-targets, continued (book/15-experiments.md) --
+def add_bench_genres(targets: Subparsers) -> None:
+    p = targets.add_parser("genres", help="how many sampled texts a classifier assigns to the "
+                           "genre asked for (chapter 15)")
+    p.add_argument("--run", required=True, help="a run of the genres stage")
+    p.add_argument("--per-genre", type=int, default=20, help="samples drawn of each genre")
+    p.add_argument("--length", type=int, default=300,
+                   help="characters per sample, and per chunk of real text")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler="minigpt.genres_bench:run_bench_genres")
+
+
+BENCH_TARGETS.append(add_bench_genres)
+
+
 # -- cli-commands (book/07-command-line.md) --
 COMMANDS: list[Callable[[Subparsers], None]] = [
     add_train_command, add_sample_command, add_eval_command, add_bench_command,
@@ -342,9 +359,11 @@ COMMANDS.append(add_sweep_command)
 def add_sample_condition(sub: Subparsers) -> None:
     p = sub.choices["sample"]
     p.add_argument("--condition", metavar="C", help="what to draw, for a conditional stage "
-                   "(chapter 15): a digit 0-9 for a digits run")
-    p.add_argument("--num-samples", type=int, metavar="N", help="how many (default 10)")
-    p.add_argument("--out", metavar="FILE", help="write them: .npy (integers) or .png")
+                   "(chapter 15): a digit 0-9 for a digits run, a genre for a genres run")
+    p.add_argument("--num-samples", type=int, metavar="N",
+                   help="how many (default: 10 images, 1 text)")
+    p.add_argument("--out", metavar="FILE", help="write them: .npy (integers) or .png for "
+                   "images, .jsonl for texts")
     p.set_defaults(handler="minigpt.conditional:run_sample")
 
 

@@ -29,3 +29,7 @@ def run_sample(args: argparse.Namespace) -> int:
             raise CliError(f"{flag} {need} a conditional stage ({', '.join(CONDITIONAL)}); "
                            f"{where} is a model of the {stage} stage")
     return print_sample(run, args)
+
+
+# -- conditional-stages (book/15-experiments.md) --
+CONDITIONAL["genres"] = "minigpt.genres:sample_genres"

@@ -132,6 +132,16 @@ STAGES["digits"] = digits_stage
 STAGE_SETTINGS["digits"] = DIGITS_SETTINGS
 
 
+# -- stages-registry, continued (book/15-experiments.md) --
+def genres_stage(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainData:
+    """Chapter 15's prose in genres; pyarrow, which reads them, is imported when they are."""
+    return load("minigpt.genres_data:genres_stage")(cfg, tokenizer)
+
+
+STAGES["genres"] = genres_stage
+STAGE_SETTINGS["genres"] = {"sample_tokens": 0}
+
+
 # -- stages-lookup (book/07-command-line.md) --
 def stage_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TrainData:
     """The data of cfg.stage; ValueError if there is no such stage."""

@@ -152,11 +152,13 @@ def test_condition_needs_a_conditional_stage(tmp_path: Path,
                  "max_time=none"]) == 0
     capsys.readouterr()
     assert main(["sample", "--run", str(run), "--condition", "3"]) == 2
-    assert "--condition needs a conditional stage (digits)" in capsys.readouterr().err
+    assert "--condition needs a conditional stage (digits, genres)" in capsys.readouterr().err
     assert main(["sample", "--run", str(run), "--prompt", "To", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("To")
     assert main(["bench", "digits", "--run", str(run)]) == 2
     assert "digits stage" in capsys.readouterr().err
+    assert main(["bench", "genres", "--run", str(run)]) == 2
+    assert "genres stage" in capsys.readouterr().err
 
 
 def test_bench_digits_reports_the_classifier_and_every_digit(

@@ -23,16 +23,21 @@ LAYERS = [
     {"attention", "hf"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards
     {"corpus", "bpe", "data", "model", "sources", "shards", "distributed"},
+    # characters with control tokens, which the tokenizers' registry knows (chapter 15)
+    {"control"},
     # what builds on one piece
     {"bpe_train", "bigram", "tokenizer", "optim", "mfu"},
     # sampling, checkpoints, and the tokenizer benchmark
     {"sample", "checkpoint", "tokenizer_bench"},
-    # what reads or writes checkpoints or shards, and drawing images (chapter 15)
-    {"runs", "tokenizer_cli", "prepare", "digits", "pretrained"},
+    # what reads or writes checkpoints or shards, drawing images and writing genres (chapter 15)
+    {"runs", "tokenizer_cli", "prepare", "digits", "genres"},
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
-    {"subword", "bench", "shard_data", "code_check", "figures", "digits_data"},
-    {"stages", "compress", "digits_bench", "hf_bench", "ladder"},
+    {"subword", "bench", "shard_data", "code_check", "figures", "digits_data",
+     "genres_data"},
+    {"stages", "compress", "digits_bench", "genres_bench", "hf_bench", "ladder"},
+    # what a command starts from: a run, GPT-2's weights, a shipped model (chapter 14)
+    {"pretrained"},
     # the command line
     {"commands", "generate_bench"},
     {"sweep", "conditional"},
