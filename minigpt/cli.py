@@ -73,12 +73,14 @@ def add_eval_command(sub: Subparsers) -> None:
 
 # -- cli-model-choice (book/14-pretrained.md) --
 def add_model_choice(p: argparse.ArgumentParser) -> None:
-    """--run, or --from-hf: the model that sample and eval use."""
+    """--run, --from-hf or --pretrained: the model that sample and eval use."""
     choice = p.add_mutually_exclusive_group()
     choice.add_argument("--run", default="runs/char-cpu", help="run folder or checkpoint file")
     choice.add_argument("--from-hf", metavar="NAME_OR_DIR",
                         help="GPT-2's weights in the Hugging Face layout instead: a hub name "
                         "such as gpt2, or a folder (chapter 14)")
+    choice.add_argument("--pretrained", metavar="NAME", help="a model shipped with the "
+                        "package (python -m minigpt pretrained list)")
 
 
 # -- cli-bench (book/07-command-line.md) --
@@ -329,6 +331,21 @@ def add_prepare_command(sub: Subparsers) -> None:
 
 
 COMMANDS.append(add_prepare_command)
+
+
+# -- cli-commands, continued (book/14-pretrained.md) --
+def add_pretrained_command(sub: Subparsers) -> None:
+    p = sub.add_parser("pretrained", help="the models that ship with the package (chapter 14)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="each shipped model, its figures and the command behind it")
+    e = actions.add_parser("export", help="write a trained run into the package as a model")
+    e.add_argument("--run", required=True, help="a finished run folder")
+    e.add_argument("--name", required=True, help="the model's name, e.g. shakespeare-char")
+    e.add_argument("--description", required=True, help="one line: what it is")
+    p.set_defaults(handler="minigpt.pretrained:run_pretrained")
+
+
+COMMANDS.append(add_pretrained_command)
 
 
 # -- cli-commands, continued (book/15-experiments.md) --

@@ -26,7 +26,7 @@ from minigpt.files import write_atomically
 from minigpt.ladder import RUNG_KEYS, bench_ladder, ladder_rows, ladder_table
 from minigpt.mfu import datasheet_peak, device_peak, flops_per_token, measured_peak, mfu_text, rate
 from minigpt.model import GPT
-from minigpt.pretrained import hf_run, starting_point
+from minigpt.pretrained import hf_run, shipped_model, starting_point
 from minigpt.runs import RUN_FILES, RunFolder
 from minigpt.sample import sample_text
 from minigpt.stages import preset, stage_data
@@ -280,8 +280,10 @@ def data_flag_of_stage(cfg: TrainConfig, args: argparse.Namespace) -> None:
 
 # -- cmd-pretrained (book/14-pretrained.md) --
 def chosen_model(args: argparse.Namespace) -> tuple[LoadedRun, str]:
-    """The model of --run, or of --from-hf (chapter 14), and what messages call it."""
+    """The model of --run, --from-hf or --pretrained (chapter 14), and its name in messages."""
     device = pick_device(args.device)
+    if args.pretrained is not None:
+        return shipped_model(args.pretrained, device), f"pretrained:{args.pretrained}"
     if args.from_hf is None:
         return load_run(args.run, device), args.run
     # GPT-2 was trained on neither stage's data: eval reads the text, or shards, it is given.

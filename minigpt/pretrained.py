@@ -5,13 +5,25 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from minigpt.bpe import TiktokenGPT2
 from minigpt.checkpoint import LoadedRun, load_run
 from minigpt.errors import CliError
+from minigpt.files import write_atomically
 from minigpt.hf import HFError
 from minigpt.model import GPT
+from minigpt.runs import read_jsonl
+from minigpt.stages import preset
+from minigpt.tokenizer import tokenizer_from_dict
+from minigpt.train import TrainConfig
 
 
 # -- pretrained-hf (book/14-pretrained.md) --
@@ -40,8 +52,101 @@ def starting_point(source: str) -> LoadedRun:
     return load_run(source)
 
 
-def shipped_model(name: str) -> LoadedRun:
-    """A model that ships with the package. None does in this version."""
-    raise CliError(f"pretrained:{name}: no shipped model {name!r}; none ships with this "
-                   "version yet, so start from hf:NAME_OR_DIR (GPT-2's weights) or a run "
-                   "folder")
+# -- pretrained-shipped (book/14-pretrained.md) --
+SHIPPED = Path(__file__).resolve().parent / "models"  # in the package: installed with it
+CARD = "card.json"  # what the model is, the command that made it, what it measured
+MACHINE_PATHS = ("data", "data_dir")  # where the data lay on the machine that trained it
+
+
+def shipped_names() -> list[str]:
+    """The models that ship with the package, by name."""
+    if not SHIPPED.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED.iterdir() if (p / CARD).is_file())
+
+
+def read_card(name: str) -> dict[str, Any]:
+    """A shipped model's card; CliError naming the shipped models for an unknown name."""
+    path = SHIPPED / name / CARD
+    if not name or "/" in name or not path.is_file():
+        known = ", ".join(shipped_names()) or "none"
+        raise CliError(f"pretrained:{name}: no shipped model {name!r}; shipped: {known} "
+                       "(python -m minigpt pretrained list)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def shipped_model(name: str, device: str | torch.device = "cpu") -> LoadedRun:
+    """A model that ships with the package, as a run: weights, tokenizer and settings."""
+    card = read_card(name)
+    folder = SHIPPED / name
+    model = GPT.from_pretrained(folder)
+    tokenizer = tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
+    return LoadedRun(model.to(device).eval(), tokenizer, card["settings"], {})
+
+
+# -- pretrained-export (book/14-pretrained.md) --
+def train_command(settings: dict[str, Any], out: str) -> str:
+    """The train command of a run with these settings: its preset and what differs from it."""
+    stage, name = settings["stage"], settings.get("preset")
+    base = preset(name, stage) if name else TrainConfig(stage=stage)
+    words = ["python -m minigpt train", f"--stage {stage}"]
+    words += [f"--preset {name}"] if name else []
+    if settings.get("data_dir"):
+        words.append(f"--data-dir data/{Path(settings['data_dir']).name}")
+    words.append(f"--out {out}")
+    for key, value in settings.items():
+        if key not in (*MACHINE_PATHS, "data_sha256", "stage", "preset") and \
+                getattr(base, key, value) != value:
+            words.append(f"{key}={'none' if value is None else str(value).lower()}")
+    return " ".join(words)
+
+
+def export_run(run: str, name: str, description: str) -> Path:
+    """Write a trained run into the package as the shipped model `name`; its folder."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise CliError(f"--name {name!r}: a model's name is lower-case letters, digits and "
+                       "dashes, such as shakespeare-char")
+    loaded = load_run(run)
+    finals = [r for r in read_jsonl(Path(run) / "metrics.jsonl") if r.get("final")]
+    if not finals:
+        raise CliError(f"{run}: no final evaluation in metrics.jsonl; let the run finish")
+    final, settings = finals[-1], loaded.train_config
+    card = {
+        "name": name, "description": description,
+        "command": train_command(settings, f"runs/{name}"),
+        "parameters": loaded.model.num_params(), "steps": final["step"],
+        "train_seconds": final["elapsed_s"], "val_loss": final["val_loss"],
+        "val_bpb": final.get("val_bpb"),
+        "settings": {k: v for k, v in settings.items() if k not in MACHINE_PATHS},
+    }
+    folder, new, old = SHIPPED / name, SHIPPED / f".{name}.new", SHIPPED / f".{name}.old"
+    shutil.rmtree(new, ignore_errors=True)
+    loaded.model.save_pretrained(new)
+    for file, data in (("tokenizer.json", loaded.tokenizer.to_dict()), (CARD, card)):
+        text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+        write_atomically(new / file, lambda f, text=text: f.write(text.encode("utf-8")))
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+# -- pretrained-command (book/14-pretrained.md) --
+def card_text(card: dict[str, Any]) -> str:
+    """A shipped model in four lines: name and size, figures, how long, and the command."""
+    bpb = f", {card['val_bpb']:.3f} bits per byte" if card.get("val_bpb") else ""
+    return (f"{card['name']}: {card['description']}\n"
+            f"  {card['parameters'] / 1e6:.2f}M parameters; whole validation split: loss "
+            f"{card['val_loss']:.4f}{bpb}\n"
+            f"  {card['steps']:,} steps, {card['train_seconds'] / 60:.1f} minutes of training\n"
+            f"  made by: {card['command']}")
+
+
+def run_pretrained(args: argparse.Namespace) -> int:
+    if args.action == "export":
+        print(f"wrote {export_run(args.run, args.name, args.description)}")
+        return 0
+    names = shipped_names()
+    print("\n\n".join(card_text(read_card(name)) for name in names) or "no shipped models")
+    return 0
