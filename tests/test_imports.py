@@ -33,13 +33,13 @@ LAYERS = [
     {"runs", "tokenizer_cli", "prepare", "digits", "genres"},
     # training (and the prepare benchmark), then what chooses what to train
     {"train", "prepare_bench"},
-    {"subword", "bench", "shard_data", "code_check", "figures", "digits_data",
+    {"subword", "bench", "shard_data", "code_check", "digits_data",
      "genres_data"},
     {"stages", "compress", "digits_bench", "genres_bench", "hf_bench", "ladder"},
     # what a command starts from: a run, GPT-2's weights, a shipped model (chapter 14)
     {"pretrained"},
     # the command line
-    {"commands", "generate_bench"},
+    {"commands", "generate_bench", "figures"},
     {"sweep", "conditional"},
     {"cli"},
     {"__main__"},
