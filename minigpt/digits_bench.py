@@ -45,9 +45,9 @@ def run_bench_digits(args: argparse.Namespace) -> int:
     judge = classifier(train_x, train_y)
     real = float(np.mean(judge.predict(features(val_x)) == val_y))
     print(f"bench digits: a logistic regression trained on the {len(train_y):,} real "
-          f"training digits recognises {100 * real:.1f}% of the {len(val_y)} held-out ones")
+          f"training digits\nrecognises {100 * real:.1f}% of the {len(val_y)} held-out ones")
     print(f"{args.per_class} images of each digit from {args.run}, temperature "
-          f"{args.temperature}, seed {args.seed}; recognised as the digit asked for:")
+          f"{args.temperature}, seed {args.seed};\nrecognised as the digit asked for:")
     generator = torch.Generator(device=next(run.model.parameters()).device)
     generator.manual_seed(args.seed)
     asked = [digit for digit in range(CLASSES) for _ in range(args.per_class)]

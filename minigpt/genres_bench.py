@@ -60,7 +60,7 @@ def run_bench_genres(args: argparse.Namespace) -> int:
         raise CliError(f"--length {args.length}: longer than every held-out document")
     real = hits(judge.predict(real_texts), real_genres, genres)
     print(f"bench genres: naive Bayes on the word counts of {args.length}-character chunks "
-          f"of the {len(train_docs)} training documents; it assigns "
+          f"of the {len(train_docs)} training documents;\nit assigns "
           f"{percent(real)} of the {len(real_texts):,} chunks of the {len(val_docs)} held-out "
           f"documents to their genre (chance: {100 / len(genres):.1f}%)")
     asked = [genre for genre in genres for _ in range(args.per_genre)]
@@ -105,7 +105,7 @@ def hits(seen: Iterable[str], asked: list[str], genres: list[str]) -> Hits:
 def table(real: Hits, drawn: Hits, args: argparse.Namespace) -> None:
     """The judge's verdicts on real chunks and on samples, genre by genre, then in all."""
     print(f"{args.per_genre} samples of {args.length} characters per genre from {args.run}, "
-          f"temperature {args.temperature}, seed {args.seed}; assigned to the genre asked for:")
+          f"temperature {args.temperature}, seed {args.seed};\nassigned to the genre asked for:")
     print(f"  {'genre':20} {'real chunks':>17}   {'samples':>17}")
     for genre in drawn:
         print(f"  {genre:20} {fraction(real[genre]):>17}   {fraction(drawn[genre]):>17}")

@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 import shutil
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,8 @@ def card_text(card: dict[str, Any]) -> str:
             f"  {card['parameters'] / 1e6:.2f}M parameters; whole validation split: loss "
             f"{card['val_loss']:.4f}{bpb}\n"
             f"  {card['steps']:,} steps, {card['train_seconds'] / 60:.1f} minutes of training\n"
-            f"  made by: {card['command']}")
+            f"  made by: " + " \\\n      ".join(
+                textwrap.wrap(card["command"], 76, break_on_hyphens=False)))
 
 
 def run_pretrained(args: argparse.Namespace) -> int:
