@@ -34,8 +34,11 @@ def add_train_command(sub: Subparsers) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    help="token shards made by prepare, for --stage corpus (chapter 11)")
     p.add_argument("--max-time", type=float, metavar="SECONDS", help="wall-clock budget")
-    p.add_argument("--init-from", metavar="pretrained:NAME|hf:NAME_OR_DIR|RUN",
-                   help="start from trained weights, not random ones (chapter 14)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--init-from", metavar="pretrained:NAME|hf:NAME_OR_DIR|RUN",
+                       help="start from trained weights, not random ones (chapter 14)")
+    start.add_argument("--from-hf", dest="init_from", type=lambda name: f"hf:{name}",
+                       metavar="NAME_OR_DIR", help="the same as --init-from hf:NAME_OR_DIR")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run (or run files) already in --out")

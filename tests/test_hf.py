@@ -388,3 +388,17 @@ def test_bench_hf_prints_its_figures(gpt2_vocab_dir: Path,
     for label in ("load:", "forward:", "generate:", "memory:"):
         assert label in out
     assert main(["bench", "hf", "--tokens", "0"]) == 2
+
+
+@needs_gpt2_tokenizer
+def test_train_from_hf_is_init_from_hf(gpt2_vocab_dir: Path, corpus: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ft"
+    assert main(["train", "--from-hf", str(gpt2_vocab_dir), "--out", str(out),
+                 "--data", str(corpus), "block_size=16", *TINY_RUN]) == 0
+    assert load_checkpoint(out / "ckpt.pt")["train_config"]["init_from"] == \
+        f"hf:{gpt2_vocab_dir}"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--from-hf", "x", "--init-from", "y", "--out", str(tmp_path / "z")])
+    assert "not allowed with argument" in capsys.readouterr().err
