@@ -48,18 +48,20 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, n_embd: int, n_head: int, *, block_size: int, dropout: float = 0.0,
                  bias: bool = True, fused: bool = True, pattern: str = "dense",
-                 window: int | None = None) -> None:
+                 window: int | None = None, qk_norm: bool = False) -> None:
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
         self.n_embd, self.n_head, self.block_size = n_embd, n_head, block_size
         self.dropout, self.fused = dropout, fused
         self.pattern, self.window = pattern, window  # chapter 15's sparse attention
+        self.qk_norm = qk_norm  # chapter 15's speedrun variant
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # queries, keys, values of all heads
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)  # mixes the heads' outputs
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, cache: LayerCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, cache: LayerCache | None = None,
+                values: Tensor | None = None) -> Tensor:
         B, T, C = x.shape
         past = cache.length if cache is not None else 0  # positions already seen (chapter 6)
         if past + T > self.block_size:
@@ -67,7 +69,11 @@ class CausalSelfAttention(nn.Module):
                              f"block_size={self.block_size}")
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size): each head is a batch of its own
+        if values is not None:  # chapter 15's value embeddings, (B, T, C) like v
+            v = v + values
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.qk_norm:  # chapter 15: every query and key to the same length first
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
         if cache is not None:
             k, v = cache.update(k, v)  # the keys and values of all past + T positions
         p = self.dropout if self.training else 0.0

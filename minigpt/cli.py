@@ -364,6 +364,9 @@ def add_sweep_command(sub: Subparsers) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="token shards, as for train")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a setting and its values; several --grid: every combination")
+    p.add_argument("--try", dest="tries", action="append", default=[],
+                   metavar="KEY=VALUE ...", help="a change to try beside the settings as they "
+                   "are; several --try: a ladder, each change alone")
     p.add_argument("--seeds", type=int, default=3,
                    help="runs per combination, with seeds seed, seed + 1, ... (default 3)")
     p.add_argument("--max-time", type=float, metavar="SECONDS", help="each run's budget")

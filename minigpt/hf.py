@@ -24,6 +24,7 @@ from torch import Tensor
 
 from minigpt.errors import UserError
 from minigpt.files import write_atomically
+from minigpt.variants import departures
 
 
 class HFError(UserError):
@@ -136,6 +137,9 @@ def config_to_hf(settings: dict[str, Any]) -> dict[str, Any]:
     if settings.get("attention", "dense") != "dense":
         raise HFError(f"GPT-2's layout has dense attention only; a model of attention="
                       f"{settings['attention']} (chapter 15) would load as another model")
+    for name, value in departures(settings).items():  # the first one is enough to refuse
+        raise HFError(f"{name}={value} is one of chapter 15's variants, which GPT-2's layout "
+                      "cannot hold; train without it to export")
     eos = GPT2_EOS if settings["vocab_size"] > GPT2_EOS else None
     return {
         "architectures": ["GPT2LMHeadModel"],

@@ -94,7 +94,7 @@ def plan(fixed: dict[str, Any], axes: list[Axis], seeds: int) -> list[PlannedRun
     runs = []
     for values in itertools.product(*(listed for _, listed in axes)):
         point = tuple(zip([key for key, _ in axes], values, strict=True))
-        changes = {**fixed, **parse_overrides([f"{key}={value}" for key, value in point])}
+        changes = {**fixed, **point_changes(point)}
         try:
             first = pin_corpus(configure(base_config(changes), changes))
             runs += [PlannedRun(point, configure(first, {"seed": first.seed + i}))
@@ -338,6 +338,76 @@ def write_results(out: Path, runs: list[PlannedRun], axes: list[Axis], title: st
                        ("results.csv", results_csv(summaries, axes))):
         write_atomically(out / name, lambda f, text=text: f.write(text.encode("utf-8")))
     plot_results(summaries, axes, out / "results.png")
+    if any(key in SHAPES for key, _ in axes):
+        plot_scaling(out, runs, summaries, out / "scaling.png")
+
+
+# -- sweep-scaling (book/15-experiments.md) --
+SHAPES = ("n_layer", "n_head", "n_embd", "block_size")  # settings that change the model's size
+
+
+def plot_scaling(out: Path, runs: list[PlannedRun], summaries: list[Summary],
+                 path: Path) -> None:
+    """Loss against parameters (mean ± std of the seeds) and against seconds of training
+    (the first seed's evaluations), one colour per grid point."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    by_size, by_time = fig.subplots(1, 2)
+    for number, s in enumerate(summaries):
+        losses = s.values["val_loss"]
+        if not losses or s.params is None:
+            continue
+        colour, name = f"C{number % 10}", label(s.point)
+        mean = statistics.fmean(losses)
+        std = statistics.stdev(losses) if len(losses) > 1 else 0.0
+        by_size.errorbar([s.params], [mean], yerr=[std], fmt="o", color=colour, capsize=3)
+        by_size.annotate(name, (s.params, mean), xytext=(4, 4), textcoords="offset points",
+                         fontsize=7)
+        first = next(run for run in runs if run.point == s.point)
+        rows = [r for r in read_jsonl(out / first.name / "metrics.jsonl")
+                if not r.get("final") and r["step"] > 0]  # step 0's loss is the same for all
+        by_time.plot([r["elapsed_s"] for r in rows], [r["val_loss"] for r in rows], "o-",
+                     color=colour, ms=3, label=name)
+    by_size.set_xscale("log")
+    by_size.set_xlabel("parameters")
+    by_size.set_ylabel("validation loss (whole split)")
+    by_time.set_xlabel("seconds of training")
+    by_time.set_ylabel("validation loss (estimate)")
+    by_time.legend(fontsize=7)
+    for ax in (by_size, by_time):
+        ax.grid(alpha=0.3)
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+
+
+# -- sweep-tries (book/15-experiments.md) --
+CHANGE = "change"  # the axis of the --try flags
+BASELINE = "none"  # its first value: no change, the settings as they are
+
+
+def parse_tries(tries: list[str], fixed: dict[str, Any], axes: list[Axis]) -> list[Axis]:
+    """The --try flags as one axis after the baseline; CliError quoting the flag at fault."""
+    taken = {*fixed, *(key for key, _ in axes), "seed"}
+    for spec in tries:
+        try:
+            changes = parse_overrides(spec.split())
+        except CliError as e:  # an unknown setting, or a value of the wrong type
+            raise CliError(f"--try {spec!r}: {e}") from None
+        clash = [key for key in changes if key in taken]
+        if not changes or clash or spec == BASELINE or tries.count(spec) > 1:
+            why = (f"{clash[0]} is set for every run already" if clash
+                   else "write KEY=VALUE ..., each --try once")
+            raise CliError(f"--try {spec!r}: {why}")
+    return [(CHANGE, [BASELINE, *tries])] if tries else []
+
+
+def point_changes(point: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The settings a grid point changes: its --grid values and its --try change."""
+    words: list[str] = []
+    for key, value in point:
+        if key != CHANGE:
+            words.append(f"{key}={value}")
+        elif value != BASELINE:
+            words += value.split()
+    return parse_overrides(words)
 
 
 # -- sweep-command (book/15-experiments.md) --
@@ -349,6 +419,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                        "with python, not torchrun")
     fixed = settings(args)
     axes = parse_grid(args.grid, fixed)
+    axes += parse_tries(args.tries, fixed, axes)  # the ladder's changes, if any
     runs = plan(fixed, axes, args.seeds)
     for run in runs:
         data_flag_of_stage(run.cfg, args)

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minigpt"
 LAYERS = [
     # depend on nothing of ours
     {"__init__", "_literate", "errors", "lazy", "files", "kv_cache", "sparse", "console",
-     "random_tokens"},
+     "random_tokens", "variants"},
     # attention, which may be handed a KV cache
     {"attention", "hf"},
     # the pieces: a corpus, a tokenizer, characters as numbers, a model, documents, shards

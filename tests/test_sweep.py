@@ -39,7 +39,7 @@ def test_a_tiny_sweep_runs_tabulates_and_resumes(corpus: Path, tmp_path: Path,
     out = tmp_path / "sweep"
     assert sweep(corpus, out) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*NAMES, "results.csv", "results.md", "results.png"])
+        [*NAMES, "results.csv", "results.md", "results.png", "scaling.png"])
     for name, seed in zip(NAMES, [1337, 1338, 1337, 1338], strict=True):
         config = json.loads((out / name / "config.json").read_text())
         assert config["train"]["seed"] == seed and config["train"]["max_iters"] == 4
@@ -53,6 +53,7 @@ def test_a_tiny_sweep_runs_tabulates_and_resumes(corpus: Path, tmp_path: Path,
     table = (out / "results.md").read_text()
     assert "| n_embd | seeds |" in table and " ± " in table and "best" in table
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"  # n_embd changes the size
 
     first = checkpoints(out)
     capsys.readouterr()
