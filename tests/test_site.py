@@ -299,6 +299,7 @@ def book_validation() -> dict[str, object]:
         pass
 
     Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda *_: None)
+    Loader.add_constructor("!ENV", lambda *_: None)  # site_url, from the environment
     config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
     assert "validation" in config, "mkdocs.yml has no validation section"
     return config["validation"]
@@ -475,3 +476,19 @@ def test_browser_shows_code_without_sideways_scrolling(
     assert len(wide) <= 5, "\n".join(wide)
     assert all(int(w.split(": ")[1].split()[0]) > 100 for w in wide), "\n".join(wide)
     assert not refused, f"the page asked the network for {refused}"
+
+
+@pytest.mark.parametrize("address", ["https://example.org/minigpt/", None])
+def test_the_site_url_is_the_one_the_pages_workflow_gives(address: str | None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkdocs.yml reads site_url from SITE_URL (set by the Pages workflow); locally, the
+    address of `mkdocs serve`."""
+    config_module = pytest.importorskip("mkdocs.config")
+    if address is None:
+        monkeypatch.delenv("SITE_URL", raising=False)
+    else:
+        monkeypatch.setenv("SITE_URL", address)
+    config = config_module.load_config(str(ROOT / "mkdocs.yml"))
+    assert config["site_url"] == (address or "http://127.0.0.1:8000/")
+    workflow = (ROOT / ".github" / "workflows" / "pages.yml").read_text(encoding="utf-8")
+    assert "SITE_URL: ${{ steps.pages.outputs.base_url }}/" in workflow
