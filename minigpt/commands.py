@@ -62,9 +62,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             close = difflib.get_close_matches(key, annotations, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise CliError(f"unknown setting {key!r}{hint}; valid keys: {', '.join(annotations)}")
-        if key in changes:
-            raise CliError(f"{key} is given twice ({key}={raw} after {key}={changes[key]}): "
-                           "give it once")
         try:
             changes[key] = parse_value(raw, annotations[key])
         except ValueError:
