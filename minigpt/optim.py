@@ -98,7 +98,8 @@ def make_optimizers(model: GPT, kind: str, *, lr: float, weight_decay: float,
 # -- optim-schedule (book/05-training.md) --
 @dataclass(frozen=True)
 class Schedule:
-    """Linear warm-up over warmup_iters steps, then a cosine from peak to floor."""
+    """Linear warm-up over warmup_iters steps, then a cosine (or chapter 15's other shapes)
+    from peak to floor."""
 
     peak: float
     floor: float

@@ -392,7 +392,7 @@ def parse_tries(tries: list[str], fixed: dict[str, Any], axes: list[Axis]) -> li
         except CliError as e:  # an unknown setting, or a value of the wrong type
             raise CliError(f"--try {spec!r}: {e}") from None
         clash = [key for key in changes if key in taken]
-        if not changes or clash or spec == BASELINE or tries.count(spec) > 1:
+        if not changes or clash or tries.count(spec) > 1:
             why = (f"{clash[0]} is set for every run already" if clash
                    else "write KEY=VALUE ..., each --try once")
             raise CliError(f"--try {spec!r}: {why}")
