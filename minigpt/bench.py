@@ -55,13 +55,13 @@ def bench_train(cfg: TrainConfig, data: TrainData, *, steps: int | None = None,
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     losses = []
-    start = time.perf_counter()
+    tokens_before, start = trainer.tokens, time.perf_counter()
     while not losses or ((steps is None or len(losses) < steps) and (
             seconds is None or time.perf_counter() - start < seconds)):
         losses.append(trainer.train_step())
     last_loss = torch.stack(losses[-10:]).mean().item()  # waits for the GPU to finish
     elapsed = time.perf_counter() - start
-    tokens = len(losses) * cfg.grad_accum * cfg.batch_size * cfg.block_size
+    tokens = trainer.tokens - tokens_before  # what the steps ran, ramps (chapter 15) and all
     memory, kind = peak_memory(trainer.device)
     return TrainBench(str(trainer.device), trainer.model.num_params(), len(losses), elapsed,
                       tokens / elapsed, memory, kind, first_loss, last_loss,

@@ -68,6 +68,7 @@ class Climb:
     trainer: Trainer | None = None
     note: str = ""  # why it did not run
     steps: int = 0  # timed steps
+    tokens: int = 0  # the tokens they ran
     seconds: float = 0.0
     resident: int = 0  # bytes its trainer holds between steps (on CUDA)
     step_peak: int = 0  # the most a burst allocated on top of what was there (on CUDA)
@@ -151,12 +152,13 @@ def run_burst(climb: Climb, steps: int) -> None:
     base = allocated(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    start_s = time.perf_counter()
+    tokens_before, start_s = trainer.tokens, time.perf_counter()
     for _ in range(steps):
         climb.losses.append(trainer.train_step())
     wait_for(device)
     climb.seconds += time.perf_counter() - start_s
     climb.steps += steps
+    climb.tokens += trainer.tokens - tokens_before
     if device.type == "cuda":
         climb.step_peak = max(climb.step_peak, torch.cuda.max_memory_allocated(device) - base)
     del climb.losses[:-10]
@@ -170,10 +172,9 @@ def ladder_rows(climbs: list[Climb]) -> list[dict[str, Any]]:
     for climb in climbs:
         row: dict[str, Any] = {"rung": climb.rung.key, "name": climb.rung.name,
                                "setting": overrides(climb.rung.change), "note": climb.note}
-        trainer, cfg = climb.trainer, climb.cfg
-        if trainer is not None and cfg is not None:
-            tokens = climb.steps * cfg.grad_accum * cfg.batch_size * cfg.block_size
-            speed = tokens / climb.seconds
+        trainer = climb.trainer
+        if trainer is not None:
+            speed = climb.tokens / climb.seconds
             first = first or speed
             cuda = trainer.device.type == "cuda"
             row.update(tokens_per_s=speed, vs_previous=speed / previous if previous else None,

@@ -136,3 +136,16 @@ def other_shape(shape: str, done: float, decay_frac: float) -> float:
     if shape == "wsd":
         return min(1.0, (1.0 - done) / decay_frac)
     raise ValueError(f"lr_schedule={shape!r}: must be cosine, constant or wsd")
+
+
+# -- optim-ramps (book/15-experiments.md) --
+RAMP_STAGES = 4  # the sizes a ramp passes through after its start
+
+
+def ramp(start: int | None, full: int, done: float, ramp_frac: float) -> int:
+    """A size that grows from start to full over the first ramp_frac of the budget, in
+    RAMP_STAGES equal stages, once done of it is spent; full throughout if start is None."""
+    if start is None:
+        return full
+    stage = min(RAMP_STAGES, math.floor(done / ramp_frac * RAMP_STAGES))
+    return start + (full - start) * stage // RAMP_STAGES

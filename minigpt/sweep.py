@@ -90,17 +90,18 @@ class PlannedRun:
 
 
 def plan(fixed: dict[str, Any], axes: list[Axis], seeds: int) -> list[PlannedRun]:
-    """Every grid point times every seed, with their settings checked."""
-    runs = []
+    """Every grid point times every seed, with their settings checked: each point's first
+    seed, then each point's second seed, and so on."""
+    points = []
     for values in itertools.product(*(listed for _, listed in axes)):
         point = tuple(zip([key for key, _ in axes], values, strict=True))
         changes = {**fixed, **point_changes(point)}
         try:
-            first = pin_corpus(configure(base_config(changes), changes))
-            runs += [PlannedRun(point, configure(first, {"seed": first.seed + i}))
-                     for i in range(seeds)]
+            points.append((point, pin_corpus(configure(base_config(changes), changes))))
         except CliError as e:
             raise CliError(f"grid point {label(point)}: {e}") from None
+    runs = [PlannedRun(point, configure(first, {"seed": first.seed + i}))
+            for i in range(seeds) for point, first in points]
     names = [run.name for run in runs]
     if len(set(names)) < len(names):
         raise CliError("two grid points give the same folder name; write their values apart")

@@ -23,7 +23,7 @@ from minigpt.console import Console, ctrl_c_sets_flag, stops_raise
 from minigpt.distributed import SilentConsole, Solo, join_group
 from minigpt.errors import RunFailed, UserError
 from minigpt.model import GPT, GPTConfig
-from minigpt.optim import Schedule, make_optimizers
+from minigpt.optim import Schedule, make_optimizers, ramp
 from minigpt.runs import NoRunFolder, RunFolder
 from minigpt.sample import sample_text
 from minigpt.tokenizer import Tokenizer
@@ -93,6 +93,10 @@ class TrainConfig:
     zero_init_proj: bool = False
     tie_weights: bool = True
     value_embed: bool = False
+    # -- train-config-variants, continued (book/15-experiments.md) --
+    batch_size_start: int | None = None  # the first steps' batch; None: batch_size throughout
+    seq_len_start: int | None = None  # the first steps' context; None: block_size throughout
+    ramp_frac: float = 0.3  # the share of the budget over which both grow to their full size
 
     def __post_init__(self) -> None:
         self.model_config()  # GPTConfig refuses a shape that cannot work
@@ -155,6 +159,14 @@ class TrainConfig:
             raise ValueError(f"lr_schedule={self.lr_schedule!r}: must be cosine, constant or wsd")
         if not 0.0 < self.decay_frac <= 1.0:
             raise ValueError(f"decay_frac={self.decay_frac!r}: must be in (0, 1]")
+        # -- train-config-variants-checks, continued (book/15-experiments.md) --
+        for name, full in (("batch_size_start", self.batch_size),
+                           ("seq_len_start", self.block_size)):
+            start = getattr(self, name)
+            if start is not None and not 1 <= start <= full:
+                raise ValueError(f"{name}={start!r}: must be between 1 and {full}")
+        if not 0.0 < self.ramp_frac <= 1.0:
+            raise ValueError(f"ramp_frac={self.ramp_frac!r}: must be in (0, 1]")
 
 
 # -- train-data (book/05-training.md) --
@@ -206,9 +218,13 @@ def offsets(rows: Tensor, batch_size: int, generator: torch.Generator) -> Tensor
     return torch.randint(rows.size(0), (batch_size,), generator=generator, device=rows.device)
 
 
-def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """batch_size random windows: inputs (B, T) and targets (B, T)."""
+def get_batch(rows: Tensor, batch_size: int, generator: torch.Generator,
+              context: int | None = None) -> tuple[Tensor, Tensor]:
+    """batch_size random windows: inputs (B, T) and targets (B, T). T is the rows' block size,
+    or the first context positions of each window (chapter 15's growing context)."""
     batch = rows[offsets(rows, batch_size, generator)]
+    if context is not None:
+        batch = batch[:, : context + 1]
     return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
 
 
@@ -392,23 +408,31 @@ class Trainer:
         """The schedule's rate for the next step."""
         return self.schedule.rate(self.step, self.elapsed())
 
+    def progress(self) -> float:
+        """How much of the budget is spent, 0 to 1: steps or seconds, whichever is further."""
+        return self.schedule.progress(self.step, self.elapsed())
+
     def train_step(self) -> Tensor:
         """One optimizer step; returns the mean loss of its micro-batches (a tensor)."""
         cfg, place = self.cfg, self.group.place
-        lr = self.group.from_main([self.learning_rate()])[0]  # rank 0's clock (chapter 12)
+        # Rank 0's clock (chapter 12): the rate, and how much of the budget is spent.
+        lr, done = self.group.from_main([self.learning_rate(), self.progress()])
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
+        # The batch's shape: the settings' own, unless chapter 15's ramps grow it.
+        batch_size = ramp(cfg.batch_size_start, cfg.batch_size, done, cfg.ramp_frac)
+        context = ramp(cfg.seq_len_start, cfg.block_size, done, cfg.ramp_frac)
         # Every rank draws the offsets of the whole step's micro-batches, and reads its own
         # (chapter 12).
         world = place.world_size
         micro_batches = []
         for k in range(cfg.grad_accum * world):
             if k % world == place.rank:
-                micro_batches.append(get_batch(self.rows["train"], cfg.batch_size,
-                                               self.batch_generator))
+                micro_batches.append(get_batch(self.rows["train"], batch_size,
+                                               self.batch_generator, context))
             else:  # another rank's: only keep the generator in step
-                offsets(self.rows["train"], cfg.batch_size, self.batch_generator)
+                offsets(self.rows["train"], batch_size, self.batch_generator)
         loss = accumulate_gradients(self.forward_model, micro_batches, self.autocast)
         loss = self.group.mean(loss)  # the whole batch's loss, on every rank
         if cfg.grad_clip > 0:
@@ -417,7 +441,7 @@ class Trainer:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens += cfg.grad_accum * world * cfg.batch_size * cfg.block_size
+        self.tokens += cfg.grad_accum * world * batch_size * context
         return loss
 
     # -- train-trainer-measure (book/05-training.md) --
@@ -517,7 +541,7 @@ def fit(trainer: Trainer, run: RunFolder, console: Console,
                 value = finite(trainer, run, "training loss", loss.item())  # waits for the GPU
                 trainer.step_losses.append([trainer.step, trainer.tokens, round(value, 4)])
                 if console.live:
-                    done = trainer.schedule.progress(trainer.step, trainer.elapsed())
+                    done = trainer.progress()
                     rate = (trainer.tokens - session_tokens) / (time.perf_counter() - session_start)
                     console.progress(done, f"step {trainer.step} | loss {value:.4f} | "
                                      f"{rate:,.0f} tok/s")

@@ -118,6 +118,20 @@ def test_a_two_process_checkpoint_resumes_in_one_process_as_the_same_run(
     assert max_difference(folder / "fsdp-more", folder / "one-more") < TOLERANCE
 
 
+def test_ranks_agree_on_the_shape_of_chapter_15s_ramps(tmp_path: Path) -> None:
+    """Every rank grows its batch and context at the same step, so the run is one run."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    ramps = ["batch_size_start=1", "seq_len_start=4", "ramp_frac=0.5"]
+    data = ["--data", str(corpus)]
+    minigpt(["train", *data, "--out", str(tmp_path / "two"), *TINY, *ramps], processes=2)
+    minigpt(["train", *data, "--out", str(tmp_path / "one"), *TINY, *ramps, "grad_accum=2"])
+    assert max_difference(tmp_path / "two", tmp_path / "one") < TOLERANCE
+    two = load_checkpoint(tmp_path / "two" / "ckpt.pt")
+    one = load_checkpoint(tmp_path / "one" / "ckpt.pt")
+    assert two["tokens"] == one["tokens"] < 10 * 8 * 16  # ramped: fewer than 10 full steps
+
+
 def test_a_bad_rank_is_refused_by_name() -> None:
     with pytest.raises(PlaceError, match="LOCAL_RANK='x'"):
         place_from_env({"LOCAL_RANK": "x"})

@@ -14,8 +14,8 @@ from minigpt.sweep import compare, parse_grid
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak.\n\n" * 30
 TINY = ["n_layer=1", "n_head=1", "block_size=8", "batch_size=4", "max_iters=4",
         "eval_interval=4", "eval_iters=1", "sample_tokens=0", "max_time=none"]
-NAMES = ["n_embd=8,seed=1337", "n_embd=8,seed=1338", "n_embd=16,seed=1337",
-         "n_embd=16,seed=1338"]
+NAMES = ["n_embd=8,seed=1337", "n_embd=16,seed=1337", "n_embd=8,seed=1338",
+         "n_embd=16,seed=1338"]  # in the order they run: round by round
 
 
 def sweep(corpus: Path, out: Path, *extra: str) -> int:
@@ -40,7 +40,7 @@ def test_a_tiny_sweep_runs_tabulates_and_resumes(corpus: Path, tmp_path: Path,
     assert sweep(corpus, out) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [*NAMES, "results.csv", "results.md", "results.png", "scaling.png"])
-    for name, seed in zip(NAMES, [1337, 1338, 1337, 1338], strict=True):
+    for name, seed in zip(NAMES, [1337, 1337, 1338, 1338], strict=True):
         config = json.loads((out / name / "config.json").read_text())
         assert config["train"]["seed"] == seed and config["train"]["max_iters"] == 4
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -56,6 +56,7 @@ def test_a_tiny_sweep_runs_tabulates_and_resumes(corpus: Path, tmp_path: Path,
     assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"  # n_embd changes the size
 
     first = checkpoints(out)
+    assert list(first.values()) == sorted(first.values())  # trained round by round
     capsys.readouterr()
     assert sweep(corpus, out) == 0  # everything finished: nothing is trained again
     assert capsys.readouterr().out.count("finished before: skipped") == 4

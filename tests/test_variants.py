@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
+from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
+from minigpt.data import CharTokenizer
 from minigpt.hf import HFError
 from minigpt.model import GPT, GPTConfig
-from minigpt.optim import block_matrices
+from minigpt.optim import block_matrices, ramp
 from minigpt.sample import generate
 from minigpt.sweep import parse_tries, point_changes
-from minigpt.train import TrainConfig
+from minigpt.train import TrainConfig, TrainData, Trainer, train
 
 SHAPE = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32)
 VARIANTS = [{"qk_norm": True}, {"activation": "relu2"}, {"zero_init_proj": True},
@@ -66,10 +70,67 @@ def test_the_cosine_is_unchanged_and_decays_on_the_clock_too() -> None:
     ({"decay_frac": 0.0}, "decay_frac=0.0"),
     ({"decay_frac": 1.5}, "decay_frac=1.5"),
     ({"activation": "relu"}, "activation='relu'"),
+    ({"batch_size_start": 0}, "batch_size_start=0: must be between 1 and 12"),
+    ({"seq_len_start": 65}, "seq_len_start=65: must be between 1 and 64"),
+    ({"ramp_frac": 0.0}, "ramp_frac=0.0"),
 ])
 def test_bad_settings_are_refused_by_name(settings: dict[str, object], named: str) -> None:
     with pytest.raises(ValueError, match=named.replace("(", r"\(").replace(".", r"\.")):
         TrainConfig(**settings)
+
+
+# -- batch-size and sequence-length ramps --
+
+def test_a_ramp_grows_in_four_stages_and_then_holds() -> None:
+    sizes = [ramp(4, 20, done / 100, 0.4) for done in range(101)]
+    assert sorted(set(sizes)) == [4, 8, 12, 16, 20] and sizes == sorted(sizes)
+    assert sizes[9] == 4 and sizes[10] == 8 and sizes[39] == 16 and sizes[40] == 20
+    assert all(ramp(None, 20, done / 10, 0.4) == 20 for done in range(11))
+    assert ramp(7, 7, 0.0, 0.4) == 7  # a start at the full size is no ramp
+
+
+def ramped_data() -> TrainData:
+    tokenizer = CharTokenizer.from_text(TEXT)
+    return TrainData.from_texts(tokenizer, TEXT[:1800], TEXT[1800:])
+
+
+def ramped_config(**settings: object) -> TrainConfig:
+    return TrainConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=8,
+                       max_iters=8, warmup_iters=2, eval_interval=4, eval_iters=1,
+                       sample_tokens=0, **settings)
+
+
+def test_each_step_runs_the_ramps_shape_and_counts_its_tokens() -> None:
+    trainer = Trainer(ramped_config(batch_size_start=2, seq_len_start=4, ramp_frac=0.5),
+                      ramped_data())
+    shapes: list[tuple[int, ...]] = []
+    trainer.model.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
+    for _ in range(8):
+        trainer.train_step()
+    # Each step is an eighth of the budget; each of the four stages a fourth of the ramp's half.
+    assert shapes == [(2, 4), (3, 7), (5, 10), (6, 13), (8, 16), (8, 16), (8, 16), (8, 16)]
+    assert trainer.tokens == sum(b * t for b, t in shapes)
+
+
+def test_a_ramped_run_interrupted_resumes_as_the_same_run(tmp_path: Path) -> None:
+    cfg, data = ramped_config(batch_size_start=2, seq_len_start=4), ramped_data()
+    straight: list[float] = []
+    train(cfg, data, tmp_path / "a", on_step=lambda s, loss: straight.append(loss.item()))
+    resumed: list[float] = []
+
+    def ctrl_c_at_step_3(step: int, loss: torch.Tensor) -> None:
+        resumed.append(loss.item())
+        if step == 3:  # inside the ramp: the resumed run must pick up its stage
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert train(cfg, data, tmp_path / "b", on_step=ctrl_c_at_step_3).step == 3
+    train(cfg, data, tmp_path / "b", resume=True,
+          on_step=lambda s, loss: resumed.append(loss.item()))
+    assert resumed == straight
+    a = load_checkpoint(tmp_path / "a" / "ckpt.pt")
+    b = load_checkpoint(tmp_path / "b" / "ckpt.pt")
+    assert a["tokens"] == b["tokens"] < 8 * 8 * 16  # fewer tokens than eight full batches
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
 # -- model variants --
