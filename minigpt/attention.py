@@ -79,8 +79,9 @@ class CausalSelfAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         if self.pattern == "dense":
             mask = None if past == 0 else causal_mask(T, past + T, x.device)
-        else:  # a sparse pattern (chapter 15)
+        else:  # a sparse pattern (chapter 15), over the keys the cache returned
             mask = sparse_mask(self.pattern, self.window, T, past + T, x.device)
+            mask = mask[:, past + T - k.size(2):]
         if self.fused:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                                is_causal=mask is None)

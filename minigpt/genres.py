@@ -16,7 +16,7 @@ from minigpt.checkpoint import LoadedRun
 from minigpt.control import ControlTokenizer
 from minigpt.errors import CliError
 from minigpt.files import write_atomically
-from minigpt.kv_cache import KVCache
+from minigpt.kv_cache import KVCache, kept_positions
 from minigpt.model import GPT
 from minigpt.sample import SEEDS, context_start, next_token_probs
 
@@ -76,7 +76,9 @@ def draw(model: GPT, idx: Tensor, length: int, first_control: int, temperature: 
          kv_cache: bool) -> Tensor:
     """length tokens drawn after each row of idx, each row led by its control token."""
     block_size = model.config.block_size
-    cache = KVCache(model.config.n_layer, block_size) if kv_cache else None
+    c = model.config
+    keep = kept_positions(c.attention, c.attn_window)  # chapter 15: a window keeps fewer
+    cache = KVCache(c.n_layer, block_size, keep) if kv_cache else None
     for _ in range(length):
         logits = controlled_logits(model, idx, block_size, cache).float()
         logits[:, first_control:] = float("-inf")  # text only: a control token leads a window

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from minigpt.kv_cache import KVCache
+from minigpt.kv_cache import KVCache, kept_positions
 from minigpt.model import GPT
 from minigpt.tokenizer import Tokenizer
 
@@ -92,7 +92,9 @@ def generate(
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens={max_new_tokens}: must not be negative")
     block_size = block_size or model.config.block_size
-    cache = KVCache(model.config.n_layer, block_size) if kv_cache else None
+    c = model.config
+    keep = kept_positions(c.attention, c.attn_window)  # chapter 15: a window keeps fewer
+    cache = KVCache(c.n_layer, block_size, keep) if kv_cache else None
     was_training = model.training
     model.eval()
     try:

@@ -309,7 +309,14 @@ def results_csv(summaries: list[Summary], axes: list[Axis]) -> str:
 
 # -- sweep-plot (book/15-experiments.md) --
 def plot_results(summaries: list[Summary], axes: list[Axis], path: Path) -> None:
-    fig = Figure(figsize=(max(5.0, 1.5 + 0.8 * len(summaries)), 3.6), layout="constrained")
+    one_axis = len(axes) == 1
+    # One line per setting, as a --try change may set several; as wide as the longest line.
+    names = [re.sub("[, ]", "\n", s.point[0][1] if one_axis else label(s.point))
+             for s in summaries]
+    widest = max((len(line) for name in names for line in name.splitlines()), default=0)
+    per_point = max(0.8, 0.075 * widest)  # inches: about 0.075 per character of tick label
+    fig = Figure(figsize=(max(5.0, 1.5 + per_point * len(summaries)), 3.6),
+                 layout="constrained")
     ax = fig.subplots()
     for x, s in enumerate(summaries):
         losses = s.values["val_loss"]
@@ -322,9 +329,6 @@ def plot_results(summaries: list[Summary], axes: list[Axis], path: Path) -> None
     if done:
         ax.axhline(min(done), color="gray", linestyle=":", label="best mean")
         ax.legend()
-    one_axis = len(axes) == 1
-    names = [s.point[0][1] if one_axis else label(s.point).replace(",", "\n")
-             for s in summaries]
     ax.set_xticks(range(len(summaries)), names)
     ax.set_xlabel(axes[0][0] if one_axis else "grid point")
     ax.set_ylabel("validation loss (whole split)")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from minigpt.attention import attention_manual
+from minigpt.kv_cache import KVCache, LayerCache, WindowCache, kept_positions
 from minigpt.model import GPT, GPTConfig
 from minigpt.sample import generate
 from minigpt.sparse import sparse_mask
@@ -75,6 +76,40 @@ def test_sparse_attention_works_with_the_kv_cache(attention: str, window: int) -
     cached = generate(model, prompt, 3 * BLOCK, temperature=0)
     plain = generate(model, prompt, 3 * BLOCK, temperature=0, kv_cache=False)
     assert torch.equal(cached, plain)
+
+
+def test_a_window_cache_stores_its_last_positions_and_returns_them_with_the_new() -> None:
+    keys = torch.randn(1, 2, 12, 4, generator=torch.Generator().manual_seed(0))
+    window, full = WindowCache(capacity=12, keep=3), LayerCache(capacity=12)
+    for start, end in [(0, 6), (6, 7), (7, 8), (8, 12)]:  # a prefill, then steps
+        k, _ = window.update(keys[:, :, start:end], -keys[:, :, start:end])
+        all_k, _ = full.update(keys[:, :, start:end], -keys[:, :, start:end])
+        assert torch.equal(k, all_k[:, :, -k.size(2):])  # the newest of what a full cache has
+        assert k.size(2) == min(start, 3) + end - start  # kept past + new
+        assert window.keys is not None and window.keys.size(2) == min(end, 3)
+        assert window.length == end
+    with pytest.raises(ValueError, match="holds 12 positions: 12 cached"):
+        window.update(keys[:, :, :1], keys[:, :, :1])
+
+
+@pytest.mark.parametrize("window", [1, 3, BLOCK - 1])
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_window_caches_logits_are_the_uncached_models(window: int, fused: bool) -> None:
+    model = model_of("sliding", window, n_layer=3, fused=fused)
+    cache = KVCache(3, BLOCK, kept_positions("sliding", window))
+    assert all(isinstance(layer, WindowCache) for layer in cache.layers)
+    with torch.no_grad():
+        steps = [model(IDS[:, :5], cache=cache)[0]]
+        steps += [model(IDS[:, t:t + 1], cache=cache)[0] for t in range(5, BLOCK)]
+    assert torch.allclose(torch.cat(steps, dim=1), logits(model, IDS), atol=1e-5)
+    assert all(layer.keys is not None and layer.keys.size(2) == window - 1
+               for layer in cache.layers)
+
+
+def test_only_a_sliding_window_keeps_fewer_positions() -> None:
+    assert kept_positions("sliding", 8) == 7
+    assert kept_positions("local", 8) is None and kept_positions("dense", None) is None
+    assert not any(isinstance(layer, WindowCache) for layer in KVCache(2, 8).layers)
 
 
 def test_the_mask_rule_matches_a_loop() -> None:
